@@ -1,0 +1,1 @@
+"""Performance knowledge: the model catalogue (and, later, GPUs, roofline and timing tables)."""

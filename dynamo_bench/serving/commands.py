@@ -1,0 +1,228 @@
+"""DeploymentSpec -> command lines. Pure functions: no processes, no file system.
+
+Each backend's worker gets the spec's knobs under that engine's own flag names (checked against
+the engines' parsers in tests/unit/test_commands.py):
+
+| knob                   | mocker                    | vllm                      | sglang                   | trtllm                    |
+|------------------------|---------------------------|---------------------------|--------------------------|---------------------------|
+| tp / pp                | (simulated by tables)     | --tensor/pipeline-parallel-size | --tp-size / --pp-size | --tensor/pipeline-parallel-size |
+| block_size             | --block-size              | --block-size              | --page-size              | --kv-block-size + tokens_per_block |
+| max_num_seqs           | --max-num-seqs            | --max-num-seqs            | --max-running-requests   | --max-batch-size          |
+| max_num_batched_tokens | --max-num-batched-tokens  | --max-num-batched-tokens  | --max-prefill-tokens     | --max-num-tokens          |
+| prefix caching         | --[no-]enable-prefix-caching | --[no-]enable-prefix-caching | --disable-radix-cache | kv_cache_config.enable_block_reuse |
+| chunked prefill        | --[no-]enable-chunked-prefill | --[no-]enable-chunked-prefill | --chunked-prefill-size -1 | enable_chunked_prefill |
+| disagg role            | --disaggregation-mode     | --disaggregation-mode + --kv-transfer-config | --disaggregation-mode + transfer backend | --disaggregation-mode + cache_transceiver_config |
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
+
+#: Environment that keeps a stack on loopback and private (see FIELD-NOTES).
+LOOPBACK_ENV = {
+    "DYN_TCP_RPC_HOST": "127.0.0.1",
+    "DYN_EVENT_PLANE_HOST": "127.0.0.1",
+    "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
+    "DYN_SYSTEM_HOST": "127.0.0.1",
+}
+TRANSPORT_ARGS = ["--discovery-backend", "file", "--request-plane", "tcp"]
+
+_VLLM_CONNECTORS = {
+    "nixl": {"kv_connector": "NixlConnector"},
+    "lmcache": {"kv_connector": "LMCacheConnectorV1"},
+    "kvbm": {"kv_connector": "DynamoConnector",
+             "kv_connector_module_path": "kvbm.vllm_integration.connector"},
+}
+
+
+@dataclass(frozen=True)
+class WorkerCommand:
+    """One worker process: its role, index within the role, argv and extra environment."""
+
+    role: Role
+    index: int
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
+
+
+def frontend_argv(spec: DeploymentSpec, port: int, python: str = sys.executable) -> list[str]:
+    """The `dynamo.frontend` command: HTTP on the spec's host, router mode and KV settings."""
+    argv = [python, "-m", "dynamo.frontend", "--http-host", spec.frontend.host,
+            "--http-port", str(port), *TRANSPORT_ARGS, "--router-mode", spec.router.mode]
+    kv = spec.router.kv
+    if kv is not None:
+        if kv.overlap_score_credit is not None:
+            argv += ["--router-kv-overlap-score-credit", _num(kv.overlap_score_credit)]
+        if kv.temperature is not None:
+            argv += ["--router-temperature", _num(kv.temperature)]
+        if kv.queue_threshold is not None:
+            argv += ["--router-queue-threshold", _num(kv.queue_threshold)]
+        for flag, value in (("router-kv-events", kv.use_kv_events),
+                            ("router-replica-sync", kv.replica_sync),
+                            ("router-track-active-blocks", kv.track_active_blocks),
+                            ("router-assume-kv-reuse", kv.assume_kv_reuse)):
+            if value is not None:
+                argv.append(f"--{flag}" if value else f"--no-{flag}")
+    return argv
+
+
+def worker_commands(spec: DeploymentSpec, model_path: str,
+                    python: str = sys.executable) -> list[WorkerCommand]:
+    """Every worker process of the deployment, in launch order (prefill before decode)."""
+    out: list[WorkerCommand] = []
+    for role in spec.roles():
+        group = spec.workers[role]
+        for i in range(group.replicas):
+            argv = _BUILDERS[spec.backend](spec, role, group, model_path)
+            out.append(WorkerCommand(role, i, [python, "-m", f"dynamo.{spec.backend}", *argv,
+                                               *group.extra_args], gpus=_gpus(spec, group)))
+    return out
+
+
+def _gpus(spec: DeploymentSpec, group: WorkerGroup) -> int:
+    return 0 if spec.backend == "mocker" else group.gpus_per_worker
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def _flag(argv: list[str], flag: str, value: object | None) -> None:
+    if value is not None:
+        argv += [flag, _num(value) if isinstance(value, float) else str(value)]
+
+
+def _bool_flag(argv: list[str], name: str, value: bool | None) -> None:
+    if value is not None:
+        argv.append(f"--{name}" if value else f"--no-{name}")
+
+
+def _mocker(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[str]:
+    argv = ["--model-path", model, "--model-name", spec.model_name, *TRANSPORT_ARGS]
+    if role != "agg":
+        argv += ["--disaggregation-mode", role]
+    _flag(argv, "--block-size", g.block_size)
+    _flag(argv, "--max-num-seqs", g.max_num_seqs)
+    _flag(argv, "--max-num-batched-tokens", g.max_num_batched_tokens)
+    _flag(argv, "--max-model-len", g.max_model_len)
+    _flag(argv, "--num-gpu-blocks-override", g.num_gpu_blocks)
+    _bool_flag(argv, "enable-prefix-caching", g.enable_prefix_caching)
+    _bool_flag(argv, "enable-chunked-prefill", g.enable_chunked_prefill)
+    if g.speedup_ratio != 1.0:
+        argv += ["--speedup-ratio", _num(g.speedup_ratio)]
+    off = g.kv_offload
+    if off is not None:
+        _flag(argv, "--num-host-blocks", off.host_blocks)
+        if off.offload_bandwidth_gb_s is not None:
+            bw = _num(off.offload_bandwidth_gb_s)
+            argv += ["--host-offload-d2h-bandwidth-gbps", bw,
+                     "--host-offload-h2d-bandwidth-gbps", bw]
+    return argv
+
+
+def _vllm_transfer_config(spec: DeploymentSpec, role: Role, g: WorkerGroup) -> dict | None:
+    connector = g.kv_connector
+    if connector is None:
+        connector = "kvbm" if g.kv_offload else ("nixl" if role != "agg" else None)
+    if connector in (None, "none"):
+        return None
+    kv_role = {"agg": "kv_both", "prefill": "kv_producer", "decode": "kv_consumer"}[role]
+    if role != "agg" and connector != "nixl":
+        # Offload and P/D transfer together go through vLLM's multi-connector.
+        return {"kv_connector": "PdConnector", "kv_role": kv_role,
+                "kv_connector_extra_config": {"connectors": [
+                    {**_VLLM_CONNECTORS[connector], "kv_role": "kv_both"},
+                    {**_VLLM_CONNECTORS["nixl"], "kv_role": "kv_both"}]},
+                "kv_connector_module_path": "kvbm.vllm_integration.connector"}
+    return {**_VLLM_CONNECTORS[connector], "kv_role": kv_role}
+
+
+def _vllm(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[str]:
+    argv = ["--model", model, "--served-model-name", spec.model_name, *TRANSPORT_ARGS,
+            "--tensor-parallel-size", str(g.tp), "--pipeline-parallel-size", str(g.pp)]
+    if role != "agg":
+        argv += ["--disaggregation-mode", role]
+    _flag(argv, "--block-size", g.block_size)
+    _flag(argv, "--max-num-seqs", g.max_num_seqs)
+    _flag(argv, "--max-num-batched-tokens", g.max_num_batched_tokens)
+    _flag(argv, "--max-model-len", g.max_model_len)
+    _flag(argv, "--gpu-memory-utilization", g.gpu_memory_utilization)
+    _flag(argv, "--num-gpu-blocks-override", g.num_gpu_blocks)
+    _bool_flag(argv, "enable-prefix-caching", g.enable_prefix_caching)
+    _bool_flag(argv, "enable-chunked-prefill", g.enable_chunked_prefill)
+    transfer = _vllm_transfer_config(spec, role, g)
+    if transfer is not None:
+        argv += ["--kv-transfer-config", json.dumps(transfer, separators=(",", ":"))]
+    if spec.router.mode == "kv" and g.enable_prefix_caching and role != "decode":
+        # The KV router needs the engine's cache events; Dynamo forwards them from this socket.
+        argv += ["--kv-events-config", json.dumps(
+            {"publisher": "zmq", "topic": "kv-events", "endpoint": "tcp://*:${KV_EVENTS_PORT}",
+             "enable_kv_cache_events": True}, separators=(",", ":"))]
+    return argv
+
+
+def _sglang(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[str]:
+    argv = ["--model-path", model, "--served-model-name", spec.model_name, *TRANSPORT_ARGS,
+            "--tp-size", str(g.tp), "--pp-size", str(g.pp)]
+    if role != "agg":
+        backend = g.kv_connector if g.kv_connector not in (None, "none") else "nixl"
+        argv += ["--disaggregation-mode", role, "--disaggregation-transfer-backend", backend]
+    _flag(argv, "--page-size", g.block_size)
+    _flag(argv, "--max-running-requests", g.max_num_seqs)
+    _flag(argv, "--max-prefill-tokens", g.max_num_batched_tokens)
+    _flag(argv, "--context-length", g.max_model_len)
+    _flag(argv, "--mem-fraction-static", g.gpu_memory_utilization)
+    if not g.enable_prefix_caching:
+        argv.append("--disable-radix-cache")
+    if g.enable_chunked_prefill is False:
+        argv += ["--chunked-prefill-size", "-1"]
+    off = g.kv_offload
+    if off is not None:
+        argv.append("--enable-hierarchical-cache")
+        _flag(argv, "--hicache-ratio", off.host_ratio)
+        _flag(argv, "--hicache-size", off.host_cache_gb)
+    if spec.router.mode == "kv" and g.enable_prefix_caching and role != "decode":
+        argv += ["--kv-events-config", json.dumps(
+            {"publisher": "zmq", "topic": "kv-events", "endpoint": "tcp://*:${KV_EVENTS_PORT}"},
+            separators=(",", ":"))]
+    return argv
+
+
+def _trtllm(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[str]:
+    argv = ["--model-path", model, "--served-model-name", spec.model_name, *TRANSPORT_ARGS,
+            "--tensor-parallel-size", str(g.tp), "--pipeline-parallel-size", str(g.pp),
+            "--disaggregation-mode", role]
+    _flag(argv, "--kv-block-size", g.block_size)
+    _flag(argv, "--max-batch-size", g.max_num_seqs)
+    _flag(argv, "--max-num-tokens", g.max_num_batched_tokens)
+    _flag(argv, "--max-seq-len", g.max_model_len)
+    _flag(argv, "--free-gpu-memory-fraction", g.gpu_memory_utilization)
+    engine: list[tuple[str, str]] = [
+        ("kv_cache_config.enable_block_reuse", str(g.enable_prefix_caching).lower())]
+    if g.block_size is not None:
+        engine.append(("kv_cache_config.tokens_per_block", str(g.block_size)))
+    if g.enable_chunked_prefill is not None:
+        engine.append(("enable_chunked_prefill", str(g.enable_chunked_prefill).lower()))
+    if role != "agg":
+        backend = g.kv_connector if g.kv_connector not in (None, "none") else "nixl"
+        engine.append(("cache_transceiver_config.backend", backend.upper()))
+    if g.kv_offload is not None and g.kv_offload.host_cache_gb is not None:
+        engine.append(("kv_cache_config.host_cache_size",
+                       str(int(g.kv_offload.host_cache_gb * 1e9))))
+    for key, value in engine:
+        argv += [f"--trtllm.{key}", value]
+    if spec.router.mode == "kv" and g.enable_prefix_caching and role != "decode":
+        argv.append("--publish-kv-events")
+    return argv
+
+
+_BUILDERS = {"mocker": _mocker, "vllm": _vllm, "sglang": _sglang, "trtllm": _trtllm}
