@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -168,12 +169,19 @@ def missing_files(path: Path) -> list[str]:
     return missing
 
 
-def resolve_model(model: str, field: str = "model") -> Path:
-    """Turn a spec's `model` (a directory or a catalogue name) into a usable model directory.
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_model(model: str, simulated: bool = True, field: str = "model") -> str:
+    """Turn a spec's `model` into what the workers load.
+
+    - an existing directory: checked for the files the frontend needs, returned as a path;
+    - a catalogue name: for a simulated engine (the mocker) the cached local directory, for a GPU
+      engine the model's Hugging Face id (the engine downloads the weights);
+    - for a GPU engine, any other `org/name` is passed through as a Hugging Face id.
 
     Raises:
-        SpecError: the path lacks files the frontend needs, or the name is neither a directory
-            nor in the catalogue.
+        SpecError: a directory lacks files, or the name is none of the above.
     """
     path = Path(model).expanduser()
     if path.is_dir():
@@ -182,9 +190,11 @@ def resolve_model(model: str, field: str = "model") -> Path:
             raise SpecError(field, f"model directory {path} lacks {', '.join(missing)} "
                             "(point at a Hugging Face model directory, or build one with "
                             "`dynamo-bench model make NAME DIR`)")
-        return path.resolve()
+        return str(path.resolve())
     entry = catalogue_model(model)
-    if entry is None:
-        raise SpecError(field, f"{model!r} is neither a directory nor a catalogue model "
-                        f"(catalogue: {', '.join(CATALOGUE)})")
-    return cached_model_dir(entry)
+    if entry is not None:
+        return str(cached_model_dir(entry)) if simulated else entry.hf_id
+    if not simulated and _HF_ID.match(model) and not path.exists():
+        return model
+    raise SpecError(field, f"{model!r} is neither a model directory nor a catalogue model "
+                    f"(catalogue: {', '.join(CATALOGUE)})")

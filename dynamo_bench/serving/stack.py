@@ -153,8 +153,8 @@ class Stack:
         """
         if self.started:
             raise RuntimeError("stack already started")
-        model_dir = resolve_model(self.spec.model)
-        workers = worker_commands(self.spec, str(model_dir), python=self._python)
+        model = resolve_model(self.spec.model, simulated=self.spec.backend == "mocker")
+        workers = worker_commands(self.spec, model, python=self._python)
         if self.spec.backend != "mocker":
             inventory = gpu_inventory() if self._inventory is None else self._inventory
             self._gpus = assign_gpus([(w.name, w.gpus) for w in workers], inventory)
@@ -187,7 +187,7 @@ class Stack:
         return self.teardown_s
 
     def __enter__(self) -> Stack:
-        return self.start()
+        return self if self.started else self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -42,11 +42,32 @@ def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(current.model_fields)
 
 
+_PHRASES = (
+    ("Input should be greater than or equal to", "must be >="),
+    ("Input should be greater than", "must be >"),
+    ("Input should be less than or equal to", "must be <="),
+    ("Input should be less than", "must be <"),
+    ("String should match pattern", "must match pattern"),
+    ("String should have at least", "must have at least"),
+    ("Input should be", "must be"),
+)
+
+
+def _plain(msg: str) -> str:
+    """Pydantic's wording made shorter and uniform ("must be >= 1")."""
+    for old, new in _PHRASES:
+        if msg.startswith(old):
+            return new + msg[len(old):]
+    return msg
+
+
 def describe_validation_error(model: type[BaseModel], err: ValidationError,
                               source: str | None = None) -> SpecError:
     """The first error of a pydantic `ValidationError` as a one-line `SpecError`."""
     first = err.errors(include_url=False)[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # Pydantic adds "[key]" for errors in a dict key, "function-..." for wrapped validators.
+    loc = tuple(p for p in first["loc"]
+                if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]")))
     field = ".".join(str(p) for p in loc)
     kind = first["type"]
     value = first.get("input")
@@ -61,7 +82,7 @@ def describe_validation_error(model: type[BaseModel], err: ValidationError,
         field = ".".join([*(str(p) for p in loc), pinned.field])
         message = pinned.message
     else:
-        text = first["msg"].removeprefix("Value error, ")
+        text = _plain(first["msg"].removeprefix("Value error, "))
         # A model-level check gets the whole mapping as its input: say only what is wrong.
         message = text if isinstance(value, (dict, list)) else f"{value!r} is invalid: {text}"
     return SpecError(field, " ".join(message.split()), source)

@@ -1,0 +1,30 @@
+"""Helpers for tests: process checks by PID."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+
+def alive(pids: list[int]) -> list[int]:
+    """The PIDs that still exist as non-zombie processes."""
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def wait_gone(pids: list[int], timeout_s: float = 10.0) -> list[int]:
+    """Wait until none of `pids` exists; return those still alive at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = alive(pids)
+        if not left:
+            return []
+        time.sleep(0.05)
+    return alive(pids)
