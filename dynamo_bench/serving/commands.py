@@ -5,7 +5,7 @@ the engines' parsers in tests/unit/test_commands.py):
 
 | knob                   | mocker                    | vllm                      | sglang                   | trtllm                    |
 |------------------------|---------------------------|---------------------------|--------------------------|---------------------------|
-| tp / pp                | (simulated by tables)     | --tensor/pipeline-parallel-size | --tp-size / --pp-size | --tensor/pipeline-parallel-size |
+| tp / pp                | (simulated by tables)     | --tensor/pipeline-parallel-size | --tensor/pipeline-parallel-size | --tensor/pipeline-parallel-size |
 | block_size             | --block-size              | --block-size              | --page-size              | --kv-block-size + tokens_per_block |
 | max_num_seqs           | --max-num-seqs            | --max-num-seqs            | --max-running-requests   | --max-batch-size          |
 | max_num_batched_tokens | --max-num-batched-tokens  | --max-num-batched-tokens  | --max-prefill-tokens     | --max-num-tokens          |
@@ -172,7 +172,9 @@ def _vllm(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[
 
 def _sglang(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[str]:
     argv = ["--model-path", model, "--served-model-name", spec.model_name, *TRANSPORT_ARGS,
-            "--tp-size", str(g.tp), "--pp-size", str(g.pp)]
+            # SGLang's long spellings (aliases of --tp-size/--pp-size), which Dynamo's
+            # deployment tooling also reads
+            "--tensor-parallel-size", str(g.tp), "--pipeline-parallel-size", str(g.pp)]
     if role != "agg":
         backend = g.kv_connector if g.kv_connector not in (None, "none") else "nixl"
         argv += ["--disaggregation-mode", role, "--disaggregation-transfer-backend", backend]
