@@ -74,7 +74,7 @@ class Stack:
     Args:
         spec: what to launch.
         run_dir: where logs, the discovery store and HOME go. Kept after stop if given; if None a
-            temporary directory is used and removed after a clean stop.
+            temporary directory is used and removed at stop (start-up errors carry the log tail).
         ready_timeout_s: start-up deadline (default: the spec's `startup_timeout_s`).
         grace_s: how long a graceful stop may take before the process groups are killed.
         inventory: GPU ids to assign from (default: `gpu_inventory()`); ignored by the mocker.
@@ -165,12 +165,12 @@ class Stack:
             self._launch(workers)
             self._wait_ready(t0)
         except BaseException:
-            self.stop(failed=True)
+            self.stop()
             raise
         self.ready_s = time.monotonic() - t0
         return self
 
-    def stop(self, failed: bool = False) -> float:
+    def stop(self) -> float:
         """Stop every process group (graceful, then SIGKILL after `grace_s`); idempotent.
 
         Returns the teardown time in seconds.
@@ -182,7 +182,7 @@ class Stack:
         finally:
             self._restore_signal_handlers()
         self.teardown_s = time.monotonic() - t0
-        if self.run_dir is not None and not self._keep_dir and not failed:
+        if self.run_dir is not None and not self._keep_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         return self.teardown_s
 
@@ -191,7 +191,7 @@ class Stack:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.stop(failed=exc is not None)
+        self.stop()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -254,6 +254,10 @@ class Stack:
             return False
         return r.status_code == 200
 
+    def _where(self, path: Path | None) -> str:
+        """' (logs: PATH)' when the logs outlive the stack, else nothing."""
+        return f" (logs: {path})" if self._keep_dir and path else ""
+
     def _wait_ready(self, t0: float) -> None:
         deadline = t0 + self.ready_timeout_s
         registered: int | None = None
@@ -263,13 +267,14 @@ class Stack:
                     code = p.poll()
                     if code is not None:
                         raise LaunchError(
-                            f"{p.name} exited with status {code} during start-up "
-                            f"(log: {p.spec.log_path})", p.name, code, p.log_tail(20))
+                            f"{p.name} exited with status {code} during start-up"
+                            + self._where(p.spec.log_path), p.name, code, p.log_tail(20))
                 if time.monotonic() > deadline:
                     raise LaunchError(
                         f"stack not ready after {self.ready_timeout_s:.0f} s: "
-                        f"{registered or 0} of {self.expected_workers} workers registered "
-                        f"(logs: {self.run_dir}/logs)", "frontend", None,
+                        f"{registered or 0} of {self.expected_workers} workers registered"
+                        + self._where(self.run_dir / "logs" if self.run_dir else None),
+                        "frontend", None,
                         self._procs[-1].log_tail(20))
                 registered = self._registered_workers(client)
                 if registered is not None and registered >= self.expected_workers:
