@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,16 @@ from typing import Any
 from dynamo_bench.errors import DynamoBenchError, SpecError
 from dynamo_bench.perf.models import CATALOGUE, catalogue_model
 from dynamo_bench.serving.k8s import dgd_manifest
-from dynamo_bench.serving.model_dir import write_model_dir
+import pandas as pd
+
+from dynamo_bench.loadgen.aiperf import Target
+from dynamo_bench.loadgen.bench import LoadKind, LoadPoint, Progress, load_point, summary_table
+from dynamo_bench.loadgen.bench import find_max_load as _find_max_load
+from dynamo_bench.loadgen.bench import sweep as _sweep
+from dynamo_bench.loadgen.search import SearchOutcome
+from dynamo_bench.serving.model_dir import resolve_model, write_model_dir
 from dynamo_bench.serving.stack import Stack
-from dynamo_bench.specs import DeploymentSpec
+from dynamo_bench.specs import SLA, DeploymentSpec, WorkloadSpec, load_spec, parse_sla
 from dynamo_bench.specs import load_deployment as _load_deployment
 
 
@@ -99,3 +108,103 @@ def make_model_dir(name: str, dest: str | Path) -> Path:
         raise SpecError("NAME", f"{name!r} is not in the catalogue "
                         f"(choose from: {', '.join(CATALOGUE)})")
     return write_model_dir(entry, Path(dest))
+
+
+def target_for(stack: Stack) -> Target:
+    """The load target of a running stack: its URL, model, tokenizer, GPUs and speed-up."""
+    spec = stack.spec
+    tokenizer = Path(stack.model_path or spec.model)
+    return Target(url=stack.url, model=stack.model_name, tokenizer=tokenizer, gpus=spec.gpus,
+                  speedup_ratio=spec.speedup_ratio, metrics_url=f"{stack.url}/metrics")
+
+
+def external_target(url: str, model: str, tokenizer: str | Path | None = None,
+                    gpus: int = 0) -> Target:
+    """A target for a server you already run (any OpenAI-compatible URL).
+
+    `tokenizer` is a local tokenizer directory; without it, `model` must be a catalogue name
+    (its locally built tokenizer is used). The frontend's `/metrics` is used for the saturation
+    check when the server has one.
+    """
+    base = url.rstrip("/").removesuffix("/v1")
+    if tokenizer is None:
+        if catalogue_model(model) is None:
+            raise SpecError("tokenizer", f"model {model!r} is not in the catalogue: pass "
+                            "--tokenizer DIR (a local tokenizer directory)")
+        tokenizer = resolve_model(model)
+    tok = Path(tokenizer)
+    if not (tok / "tokenizer.json").is_file() and not (tok / "tokenizer_config.json").is_file():
+        raise SpecError("tokenizer", f"{tok} holds no tokenizer (tokenizer.json)")
+    return Target(url=base, model=model, tokenizer=tok, gpus=gpus, speedup_ratio=1.0,
+                  metrics_url=f"{base}/metrics")
+
+
+def load_workload(path: str | Path) -> WorkloadSpec:
+    """Load and validate a workload spec (raises `SpecError` with a one-line message)."""
+    return load_spec(WorkloadSpec, path)
+
+
+@dataclass
+class BenchResult:
+    """What `bench` measured: every load point (probes, for a search) and the search outcome."""
+
+    out_dir: Path
+    points: list[LoadPoint]
+    sla: SLA | None = None
+    search: SearchOutcome[LoadPoint] | None = None
+
+    def table(self) -> pd.DataFrame:
+        """One row per load point (the summary.csv columns)."""
+        return summary_table(self.points)
+
+
+def bench(spec: DeploymentSpec | None, workload: WorkloadSpec, *,
+          loads: list[tuple[LoadKind, float]], out: str | Path, sla: SLA | None = None,
+          find_max_load: bool = False, max_load: float = 256, url: str | None = None,
+          model: str | None = None, tokenizer: str | Path | None = None, gpus: int = 0,
+          progress: Progress | None = None) -> BenchResult:
+    """Launch `spec` (or use `url`), measure `loads` with AIPerf (or search the highest load
+    meeting `sla`), tear down, and write `out/summary.csv` plus one folder per load point.
+
+    Example:
+        >>> r = bench(load_deployment("serving/agg.yaml"), load_workload(
+        ...     "sweeps/workloads/chat.yaml"), loads=[("concurrency", 1), ("concurrency", 4)],
+        ...     out="results/demo")                                  # doctest: +SKIP
+        >>> r.table()[["concurrency", "ttft_ms_p90", "output_tok_s"]]  # doctest: +SKIP
+    """
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if find_max_load and sla is None:
+        raise SpecError("sla", "the load search needs an SLA")
+    stack = Stack(spec, run_dir=out_dir / "stack") if spec is not None else None
+    with stack if stack is not None else _nothing():
+        target = target_for(stack) if stack is not None else external_target(
+            url or "", model or "", tokenizer, gpus)
+        kwargs = {"sla": sla, "deployment": spec, "progress": progress}
+        if find_max_load:
+            assert sla is not None
+            kind, start = loads[0]
+            outcome = _find_max_load(target, workload, sla, out_dir, kind=kind, start=start,
+                                     limit=max_load, **kwargs)
+            points = [p.result for p in outcome.probes]
+            result = BenchResult(out_dir, points, sla, outcome)
+        else:
+            points = _sweep(target, workload, loads, out_dir, **kwargs)
+            result = BenchResult(out_dir, points, sla)
+        if stack is not None:
+            stack.ensure_alive()
+    result.table().to_csv(out_dir / "summary.csv", index=False)
+    if result.search is not None:
+        s = result.search
+        (out_dir / "search.json").write_text(json.dumps({
+            "sla": str(sla), "limited_by": s.limited_by,
+            "best": None if s.best is None else str(s.best.result.run_dir),
+            "above": None if s.above is None else str(s.above.result.run_dir),
+            "probes": [{"load": p.load, "feasible": p.feasible, "usable": p.usable,
+                        "run_dir": str(p.result.run_dir)} for p in s.probes]}, indent=2) + "\n")
+    return result
+
+
+@contextlib.contextmanager
+def _nothing():  # type: ignore[no-untyped-def]
+    yield None

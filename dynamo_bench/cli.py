@@ -23,7 +23,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Benchmark and tune NVIDIA Dynamo deployments.")
 model_app = typer.Typer(no_args_is_help=True, help="Local model directories.")
 app.add_typer(model_app, name="model")
-console = Console()
+# Tables are wide: do not wrap them at 80 columns when output goes to a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
@@ -99,6 +100,151 @@ def _watch(stack, duration: float | None) -> None:  # type: ignore[no-untyped-de
             time.sleep(0.25)
     except KeyboardInterrupt:
         console.print("interrupted; stopping")
+
+
+def _numbers(text: str | None, field: str, integer: bool) -> list[float]:
+    if not text:
+        return []
+    out: list[float] = []
+    for part in text.split(","):
+        try:
+            value = int(part) if integer else float(part)
+        except ValueError:
+            kind = "integers" if integer else "numbers"
+            raise SpecError(field, f"{part.strip()!r} is invalid: give comma-separated {kind}, "
+                            "e.g. 1,4,16") from None
+        if value <= 0:
+            raise SpecError(field, f"{part.strip()} is invalid: must be > 0")
+        out.append(value)
+    return out
+
+
+@app.command()
+def bench(
+    spec_path: Annotated[Optional[Path], typer.Argument(metavar="[SPEC.yaml]",
+                                                        help="Deployment to launch.")] = None,
+    workload_path: Annotated[Optional[Path], typer.Option("--workload", "-w",
+                                                          help="Workload spec.")] = None,
+    concurrency: Annotated[Optional[str], typer.Option(help="Load points, e.g. 1,4,16.")] = None,
+    request_rate: Annotated[Optional[str], typer.Option(help="Open-loop rates (req/s), "
+                                                        "e.g. 2,4,8.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder.")] = None,
+    sla: Annotated[Optional[str], typer.Option(help='e.g. "ttft_ms.p90<=500,itl_ms.p90<=25".')
+                   ] = None,
+    find_max_load: Annotated[bool, typer.Option(help="Search the highest load meeting --sla."
+                                                )] = False,
+    max_load: Annotated[float, typer.Option(help="Highest load the search may try.")] = 256,
+    url: Annotated[Optional[str], typer.Option(help="Load this running server instead.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="With --url: the served model name.")
+                     ] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="With --url: tokenizer directory.")
+                         ] = None,
+    gpus: Annotated[int, typer.Option(help="With --url: GPUs behind it (per-GPU figures).")] = 0,
+) -> None:
+    """Load a deployment (or --url) with AIPerf at one or more load points, or search the
+    highest load that meets an SLA; print a table and write summary.csv."""
+    from dynamo_bench import api
+
+    if workload_path is None:
+        raise SpecError("--workload", "is required (e.g. --workload sweeps/workloads/chat.yaml)")
+    workload = api.load_workload(workload_path)
+    sla_spec = api.parse_sla(sla, field="--sla") if sla else None
+    if find_max_load and sla_spec is None:
+        raise SpecError("--sla", "is required with --find-max-load")
+    conc = _numbers(concurrency, "--concurrency", integer=True)
+    rates = _numbers(request_rate, "--request-rate", integer=False)
+    if conc and rates:
+        raise SpecError("--request-rate", "give --concurrency or --request-rate, not both")
+    if (spec_path is None) == (url is None):
+        raise SpecError("SPEC.yaml", "give a deployment spec to launch, or --url to load a "
+                        "running server (not both)")
+    spec = api.load_deployment(spec_path) if spec_path else None
+    if url is not None and not model:
+        raise SpecError("--model", "is required with --url")
+    name = spec.name if spec else "external"
+    out_dir = out or Path("results") / f"bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    kind = "request_rate" if rates else "concurrency"
+    loads = [(kind, v) for v in (rates or conc)]
+    if not loads:
+        loads = [("request_rate", workload.request_rate)] if workload.concurrency is None \
+            else [("concurrency", workload.concurrency)]
+    with _progress() as progress:
+        result = api.bench(spec, workload, loads=loads, out=out_dir, sla=sla_spec,
+                           find_max_load=find_max_load, max_load=max_load, url=url, model=model,
+                           tokenizer=tokenizer, gpus=gpus, progress=progress)
+    _print_bench(result)
+
+
+class _progress:
+    """A rich progress line while AIPerf runs: load point, elapsed time, requests done."""
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                            TimeElapsedColumn(), TextColumn("{task.fields[done]} requests"),
+                            console=err_console, transient=True)
+        self.bar.__enter__()
+        self.tasks: dict[str, int] = {}
+        return self
+
+    def __call__(self, label: str, elapsed: float, done: int) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(f"aiperf {label}", done=0)
+        self.bar.update(self.tasks[label], done=done)
+
+    def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+        return self.bar.__exit__(*exc)
+
+
+def _fmt(x: object, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "YES" if x else "no"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def _print_bench(result) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"{result.out_dir}", box=None)
+    cols = ["load", "ttft p50", "ttft p90", "itl p50", "itl p90", "e2e p90", "out tok/s",
+            "tok/s/gpu", "tok/s/user", "errors", "client saturated"]
+    if result.sla is not None:
+        cols.append(f"meets {result.sla}")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for p in result.points:
+        m = p.metrics
+        row = [p.label, _fmt(m.ttft_ms_p50), _fmt(m.ttft_ms_p90), _fmt(m.itl_ms_p50, 2),
+               _fmt(m.itl_ms_p90, 2), _fmt(m.e2e_ms_p90), _fmt(m.output_tok_s),
+               _fmt(m.output_tok_s_per_gpu), _fmt(m.output_tok_s_per_user), str(m.errors),
+               "?" if m.client_saturated is None else _fmt(m.client_saturated)]
+        if result.sla is not None:
+            row.append(_fmt(result.sla.feasible(m)))
+        table.add_row(*row, style="red" if m.client_saturated else None)
+    console.print(table)
+    if any(p.metrics.time_base == "simulated" for p in result.points):
+        m = result.points[0].metrics
+        console.print(f"mocker speed-up {m.speedup_ratio:g}: latencies rescaled to simulated "
+                      f"time; measured non-engine overhead {_fmt(m.overhead_ms, 1)} ms (wall) "
+                      "is multiplied by the speed-up in these figures")
+    for p in result.points:
+        if p.metrics.client_saturated:
+            console.print(f"[red]{p.label}: load client saturated ({p.metrics.saturation_reason})"
+                          "; not usable as a result[/red]")
+    if result.search is not None:
+        s = result.search
+        if s.best is None:
+            console.print(f"[red]no load meets {result.sla} ({s.limited_by})[/red]")
+        else:
+            m = s.best.result.metrics
+            above = f"; {s.above.result.label} does not" if s.above is not None else ""
+            console.print(f"[bold]max load meeting {result.sla}: {s.best.result.label}[/bold] "
+                          f"({_fmt(m.output_tok_s_per_gpu)} output tok/s/GPU){above}; "
+                          f"stopped by: {s.limited_by}; {len(s.probes)} probes")
+    console.print(f"wrote {result.out_dir / 'summary.csv'}")
 
 
 @model_app.command("make")

@@ -96,6 +96,7 @@ class Stack:
         self._gpus: dict[str, list[str]] = {}
         self._old_handlers: dict[int, object] = {}
         self.port: int | None = None
+        self.model_path: str | None = None
         self.ready_s: float | None = None
         self.teardown_s: float | None = None
         self.started = False
@@ -154,6 +155,7 @@ class Stack:
         if self.started:
             raise RuntimeError("stack already started")
         model = resolve_model(self.spec.model, simulated=self.spec.backend == "mocker")
+        self.model_path = model
         workers = worker_commands(self.spec, model, python=self._python)
         if self.spec.backend != "mocker":
             inventory = gpu_inventory() if self._inventory is None else self._inventory

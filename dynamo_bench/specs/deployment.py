@@ -156,6 +156,11 @@ class DeploymentSpec(Strict):
             return self.served_model_name
         return self.model.rstrip("/").rsplit("/", 1)[-1]
 
+    @property
+    def speedup_ratio(self) -> float:
+        """The mocker's simulated-time speed-up (the same for every group; 1 for GPU engines)."""
+        return next(iter(self.workers.values())).speedup_ratio if self.workers else 1.0
+
     def roles(self) -> list[Role]:
         """Worker roles in launch order."""
         order: list[Role] = ["agg", "prefill", "decode"]
@@ -180,6 +185,11 @@ class DeploymentSpec(Strict):
                                    "groups, not 'agg' (remove it or set mode: agg)")
         for role, group in self.workers.items():
             _check_group(self.backend, self.mode, role, group)
+        ratios = {g.speedup_ratio for g in self.workers.values()}
+        if len(ratios) > 1:
+            role = sorted(self.workers)[-1]
+            raise _field_error(f"workers.{role}.speedup_ratio", "every worker group needs the "
+                               "same speedup_ratio (results are rescaled by one factor)")
         return self
 
 

@@ -1,0 +1,1 @@
+"""Load generation: WorkloadSpec -> AIPerf run -> Metrics; sweeps and the SLA load search."""

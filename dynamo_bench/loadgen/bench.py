@@ -1,0 +1,241 @@
+"""Measure load points with AIPerf and keep every run as a reloadable folder.
+
+A run folder (one per load point) holds AIPerf's own artifacts (`aiperf/`), the resolved
+workload (`workload.yaml`) and deployment (`deployment.yaml`, when known), the per-request table
+(`requests.parquet`) and `metrics.json` (schema-versioned `Metrics` plus the server-side figures
+and the saturation verdict). `load_point(folder)` reloads it without rerunning anything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import yaml
+
+from dynamo_bench.errors import DynamoBenchError
+from dynamo_bench.loadgen import prometheus
+from dynamo_bench.loadgen.aiperf import Target, run_aiperf
+from dynamo_bench.loadgen.artifacts import RECORDS, summarize
+from dynamo_bench.loadgen.search import Probe, SearchOutcome, search_max_load
+from dynamo_bench.specs.deployment import DeploymentSpec
+from dynamo_bench.specs.metrics import METRICS_SCHEMA_VERSION, Metrics
+from dynamo_bench.specs.sla import SLA
+from dynamo_bench.specs.workload import WorkloadSpec
+
+LoadKind = Literal["concurrency", "request_rate"]
+#: Called while AIPerf runs: (load point label, elapsed seconds, requests finished so far).
+Progress = Callable[[str, float, int], None]
+
+
+@dataclass(frozen=True)
+class SaturationPolicy:
+    """When is the load client, not the server, limiting a run?
+
+    The client's mean TTFT (ITL) is compared with the frontend's server-side mean over the same
+    run; a run is flagged when the client's figure exceeds the server's by more than
+    `abs_ms + rel x server` for either. A healthy client adds a few ms of HTTP and parsing to
+    TTFT and almost nothing to ITL; a saturated one adds queueing to both.
+    """
+
+    ttft_abs_ms: float = 10.0
+    ttft_rel: float = 0.2
+    itl_abs_ms: float = 0.5
+    itl_rel: float = 0.1
+
+    def check(self, client_ttft_ms: float | None, client_itl_ms: float | None,
+              server: prometheus.ServerLatency | None) -> tuple[bool | None, str | None]:
+        """(saturated, reason). (None, reason) when there is nothing to compare with."""
+        if server is None or server.ttft_ms_mean is None:
+            return None, "no server-side metrics to compare with"
+        reasons = []
+        if client_ttft_ms is not None:
+            limit = self.ttft_abs_ms + self.ttft_rel * server.ttft_ms_mean
+            if client_ttft_ms - server.ttft_ms_mean > limit:
+                reasons.append(f"client TTFT mean {client_ttft_ms:.1f} ms vs server "
+                               f"{server.ttft_ms_mean:.1f} ms")
+        if client_itl_ms is not None and server.itl_ms_mean is not None:
+            limit = self.itl_abs_ms + self.itl_rel * server.itl_ms_mean
+            if client_itl_ms - server.itl_ms_mean > limit:
+                reasons.append(f"client ITL mean {client_itl_ms:.2f} ms vs server "
+                               f"{server.itl_ms_mean:.2f} ms")
+        return (True, "; ".join(reasons)) if reasons else (False, None)
+
+
+@dataclass
+class LoadPoint:
+    """One measured load point: its metrics, per-request table and run folder."""
+
+    metrics: Metrics
+    requests: pd.DataFrame
+    run_dir: Path
+    workload: WorkloadSpec
+    aiperf_started_ns: int | None = None
+    aiperf_ended_ns: int | None = None
+
+    @property
+    def label(self) -> str:
+        return load_label(self.workload)
+
+
+def load_label(workload: WorkloadSpec) -> str:
+    """`c=16` for a concurrency, `4 req/s` for a rate."""
+    if workload.request_rate is not None:
+        return f"{workload.request_rate:g} req/s"
+    return f"c={workload.concurrency}"
+
+
+def _folder_name(workload: WorkloadSpec) -> str:
+    if workload.request_rate is not None:
+        return f"rate_{workload.request_rate:g}"
+    return f"concurrency_{workload.concurrency:04d}"
+
+
+def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA | None = None,
+            deployment: DeploymentSpec | None = None,
+            policy: SaturationPolicy = SaturationPolicy(),
+            progress: Progress | None = None, timeout_s: float | None = None) -> LoadPoint:
+    """Run AIPerf at `workload`'s load against `target` and write the run folder `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "workload.yaml").write_text(yaml.safe_dump(workload.model_dump(mode="json"),
+                                                          sort_keys=False))
+    if deployment is not None:
+        (out_dir / "deployment.yaml").write_text(yaml.safe_dump(
+            deployment.model_dump(mode="json", exclude={"gpus"}, exclude_none=True),
+            sort_keys=False))
+    label = load_label(workload)
+    before = prometheus.scrape(target.metrics_url) if target.metrics_url else None
+    records = out_dir / "aiperf" / RECORDS
+
+    def tick(elapsed: float) -> None:
+        if progress is not None:
+            progress(label, elapsed, _count_lines(records))
+
+    started_ns = time.time_ns()
+    artifacts = run_aiperf(workload, target, out_dir, timeout_s=timeout_s, on_tick=tick)
+    ended_ns = time.time_ns()
+    after = prometheus.scrape(target.metrics_url) if target.metrics_url else None
+    server = prometheus.server_latency(before, after) if before and after else None
+    metrics, requests = summarize(artifacts, gpus=target.gpus, concurrency=workload.concurrency,
+                                  request_rate=workload.request_rate, sla=sla,
+                                  speedup_ratio=target.speedup_ratio)
+    s = target.speedup_ratio
+    saturated, reason = policy.check(_div(metrics.ttft_ms_mean, s), _div(metrics.itl_ms_mean, s),
+                                     server)
+    update: dict[str, object] = {"client_saturated": saturated, "saturation_reason": reason}
+    if server is not None:
+        update["server_ttft_ms_mean"] = _mul(server.ttft_ms_mean, s)
+        update["server_itl_ms_mean"] = _mul(server.itl_ms_mean, s)
+        if s != 1.0 and server.roundtrip_ttft_ms_mean is not None and metrics.ttft_ms_mean:
+            # Wall-time TTFT spent outside the engine (HTTP, tokenisation, routing): rescaling
+            # multiplied it by the speed-up ratio along with the simulated engine time.
+            update["overhead_ms"] = max(0.0, metrics.ttft_ms_mean / s
+                                        - server.roundtrip_ttft_ms_mean)
+    metrics = metrics.model_copy(update=update)
+    point = LoadPoint(metrics, requests, out_dir, workload, started_ns, ended_ns)
+    _write(point, server)
+    return point
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+def _div(x: float | None, d: float) -> float | None:
+    return None if x is None else x / d
+
+
+def _mul(x: float | None, m: float) -> float | None:
+    return None if x is None else x * m
+
+
+def _write(point: LoadPoint, server: prometheus.ServerLatency | None) -> None:
+    doc = {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "label": point.label,
+        "metrics": point.metrics.model_dump(mode="json"),
+        "server": None if server is None else {
+            "ttft_ms_mean": server.ttft_ms_mean, "itl_ms_mean": server.itl_ms_mean,
+            "roundtrip_ttft_ms_mean": server.roundtrip_ttft_ms_mean,
+            "requests": server.requests},
+        "aiperf_dir": "aiperf",
+        "aiperf_started_ns": point.aiperf_started_ns,
+        "aiperf_ended_ns": point.aiperf_ended_ns,
+    }
+    (point.run_dir / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n")
+    point.requests.to_parquet(point.run_dir / "requests.parquet", index=False)
+
+
+def load_point(run_dir: str | Path) -> LoadPoint:
+    """Reload a run folder written by `measure` (no rerun)."""
+    run = Path(run_dir)
+    try:
+        doc = json.loads((run / "metrics.json").read_text())
+    except FileNotFoundError:
+        raise DynamoBenchError(f"{run} has no metrics.json (not a dynamo-bench run folder)")
+    version = doc.get("schema_version")
+    if version != METRICS_SCHEMA_VERSION:
+        raise DynamoBenchError(f"{run}/metrics.json has schema version {version}; this "
+                               f"dynamo-bench reads version {METRICS_SCHEMA_VERSION}")
+    workload = WorkloadSpec.model_validate(yaml.safe_load((run / "workload.yaml").read_text()))
+    requests = pd.read_parquet(run / "requests.parquet")
+    return LoadPoint(Metrics.model_validate(doc["metrics"]), requests, run, workload,
+                     doc.get("aiperf_started_ns"), doc.get("aiperf_ended_ns"))
+
+
+def sweep(target: Target, workload: WorkloadSpec, loads: Sequence[tuple[LoadKind, float]],
+          out_dir: Path, **kwargs: object) -> list[LoadPoint]:
+    """Measure `workload` at each load, in order, on the same running server."""
+    points = []
+    for kind, value in loads:
+        w = workload.at(concurrency=int(value)) if kind == "concurrency" \
+            else workload.at(request_rate=float(value))
+        points.append(measure(target, w, out_dir / _folder_name(w), **kwargs))  # type: ignore[arg-type]
+    return points
+
+
+def find_max_load(target: Target, workload: WorkloadSpec, sla: SLA, out_dir: Path, *,
+                  kind: LoadKind = "concurrency", start: float = 1, limit: float = 256,
+                  max_probes: int = 10, **kwargs: object) -> SearchOutcome[LoadPoint]:
+    """The highest load whose metrics meet `sla`: bracket by doubling, then bisect.
+
+    A probe whose client saturated (or that failed entirely) stops the search: the boundary
+    above it cannot be measured on this machine, and `limited_by` says so.
+    """
+    if kind == "concurrency" and workload.request_rate is not None:
+        workload = workload.at(concurrency=workload.concurrency)
+
+    def evaluate(x: float) -> Probe[LoadPoint]:
+        w = workload.at(concurrency=int(x)) if kind == "concurrency" \
+            else workload.at(request_rate=float(x))
+        point = measure(target, w, out_dir / _folder_name(w), sla=sla, **kwargs)  # type: ignore[arg-type]
+        return Probe(x, sla.feasible(point.metrics), point.metrics.usable, point)
+
+    return search_max_load(evaluate, start=start, limit=limit, integer=kind == "concurrency",
+                           max_probes=max_probes)
+
+
+def summary_table(points: Sequence[LoadPoint]) -> pd.DataFrame:
+    """One row per load point; the column names `bench` writes to summary.csv."""
+    rows = []
+    for p in points:
+        m = p.metrics
+        rows.append({"concurrency": m.concurrency, "request_rate": m.request_rate,
+                     **{k: v for k, v in m.to_row().items()
+                        if k not in ("concurrency", "request_rate")},
+                     "run_dir": str(p.run_dir)})
+    df = pd.DataFrame(rows)
+    front = ["concurrency", "request_rate", "ttft_ms_p50", "ttft_ms_p90", "itl_ms_p50",
+             "itl_ms_p90", "e2e_ms_p90", "output_tok_s", "output_tok_s_per_gpu",
+             "output_tok_s_per_user", "client_saturated"]
+    return df[front + [c for c in df.columns if c not in front]] if rows else df
+

@@ -1,0 +1,65 @@
+"""The load search (bracket, then bisect) on synthetic systems with a known boundary."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynamo_bench.loadgen.search import Probe, search_max_load
+
+
+def system(boundary: float, saturates_at: float = float("inf")):
+    calls: list[float] = []
+
+    def evaluate(x: float) -> Probe[float]:
+        calls.append(x)
+        return Probe(x, feasible=x <= boundary, usable=x < saturates_at, result=x)
+
+    return evaluate, calls
+
+
+@pytest.mark.parametrize("boundary", [1, 2, 3, 5, 11, 37, 100, 255])
+def test_finds_the_exact_integer_boundary(boundary: int) -> None:
+    evaluate, calls = system(boundary)
+    out = search_max_load(evaluate, start=1, limit=256, max_probes=20)
+    assert out.limited_by == "sla"
+    assert out.best is not None and out.best.load == boundary and out.best.feasible
+    assert out.above is not None and out.above.load == boundary + 1 and not out.above.feasible
+    assert len(calls) <= 2 * 9  # doubling plus bisection: logarithmic
+    assert len(set(calls)) == len(calls)  # no load measured twice
+
+
+def test_rate_search_to_relative_tolerance() -> None:
+    evaluate, _ = system(7.3)
+    out = search_max_load(evaluate, start=0.5, limit=100, integer=False, rel_tol=0.02,
+                          max_probes=30)
+    assert out.best is not None and out.above is not None
+    assert out.best.load <= 7.3 < out.above.load
+    assert out.above.load - out.best.load <= 0.02 * out.best.load
+
+
+def test_nothing_feasible() -> None:
+    evaluate, calls = system(0.5)
+    out = search_max_load(evaluate, start=1, limit=64)
+    assert out.best is None and out.limited_by == "infeasible" and calls == [1]
+
+
+def test_limit_reached_while_feasible() -> None:
+    evaluate, calls = system(1000)
+    out = search_max_load(evaluate, start=1, limit=48)
+    assert out.limited_by == "limit" and out.best is not None and out.best.load == 48
+    assert calls == [1, 2, 4, 8, 16, 32, 48]
+
+
+def test_stops_when_the_client_saturates() -> None:
+    evaluate, calls = system(100, saturates_at=20)
+    out = search_max_load(evaluate, start=1, limit=256)
+    assert out.limited_by == "client"
+    assert out.best is not None and out.best.load == 16
+    assert out.above is not None and out.above.load == 32 and not out.above.usable
+
+
+def test_budget() -> None:
+    evaluate, calls = system(37)
+    out = search_max_load(evaluate, start=1, limit=256, max_probes=7)
+    assert out.limited_by == "budget" and len(calls) == 7
+    assert out.best is not None and out.best.feasible
