@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +114,18 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
+def _short_private_dir() -> Path:
+    """A new private temporary directory with a short path.
+
+    AIPerf puts its ZeroMQ IPC sockets under TMPDIR, and a Unix socket path may not exceed 107
+    bytes, so TMPDIR cannot live deep inside a run folder.
+    """
+    base = tempfile.gettempdir()
+    if len(base) > 40:
+        base = "/tmp"
+    return Path(tempfile.mkdtemp(prefix="dbench-aiperf-", dir=base))
+
+
 def run_aiperf(workload: WorkloadSpec, target: Target, run_dir: Path, *,
                timeout_s: float | None = None,
                on_tick: Callable[[float], None] | None = None) -> Path:
@@ -125,10 +138,10 @@ def run_aiperf(workload: WorkloadSpec, target: Target, run_dir: Path, *,
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     artifacts = run_dir / "aiperf"
-    tmp = run_dir / "tmp"
-    for d in (tmp, tmp / "mmap"):
-        d.mkdir(parents=True, exist_ok=True)
-    env = {"TMPDIR": str(tmp), "AIPERF_DATASET_MMAP_BASE_PATH": str(tmp / "mmap"),
+    tmp = _short_private_dir()
+    mmap = run_dir / "mmap"
+    mmap.mkdir(exist_ok=True)
+    env = {"TMPDIR": str(tmp), "AIPERF_DATASET_MMAP_BASE_PATH": str(mmap),
            "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
     spec = ProcessSpec("aiperf", aiperf_argv(workload, target, artifacts), env,
                        run_dir / "aiperf.log", cwd=run_dir)
@@ -146,6 +159,7 @@ def run_aiperf(workload: WorkloadSpec, target: Target, run_dir: Path, *,
     finally:
         stop_all([proc], grace_s=5.0)
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(mmap, ignore_errors=True)
     code = proc.poll()
     if code != 0:
         raise AIPerfError(f"aiperf exited with status {code} (log: {spec.log_path})",

@@ -194,13 +194,22 @@ def load_point(run_dir: str | Path) -> LoadPoint:
 
 def sweep(target: Target, workload: WorkloadSpec, loads: Sequence[tuple[LoadKind, float]],
           out_dir: Path, **kwargs: object) -> list[LoadPoint]:
-    """Measure `workload` at each load, in order, on the same running server."""
+    """Measure `workload` at each load, in order, on the same running server.
+
+    Each load point gets its own seed (`workload.seed + index`): the same seed would resend the
+    same prompts, which the server's prefix cache then serves without prefill.
+    """
     points = []
-    for kind, value in loads:
-        w = workload.at(concurrency=int(value)) if kind == "concurrency" \
-            else workload.at(request_rate=float(value))
+    for i, (kind, value) in enumerate(loads):
+        w = _at(workload, kind, value, i)
         points.append(measure(target, w, out_dir / _folder_name(w), **kwargs))  # type: ignore[arg-type]
     return points
+
+
+def _at(workload: WorkloadSpec, kind: LoadKind, value: float, index: int) -> WorkloadSpec:
+    w = workload.at(concurrency=int(value)) if kind == "concurrency" \
+        else workload.at(request_rate=float(value))
+    return w.model_copy(update={"seed": workload.seed + index})
 
 
 def find_max_load(target: Target, workload: WorkloadSpec, sla: SLA, out_dir: Path, *,
@@ -214,9 +223,12 @@ def find_max_load(target: Target, workload: WorkloadSpec, sla: SLA, out_dir: Pat
     if kind == "concurrency" and workload.request_rate is not None:
         workload = workload.at(concurrency=workload.concurrency)
 
+    probes = 0
+
     def evaluate(x: float) -> Probe[LoadPoint]:
-        w = workload.at(concurrency=int(x)) if kind == "concurrency" \
-            else workload.at(request_rate=float(x))
+        nonlocal probes
+        w = _at(workload, kind, x, probes)
+        probes += 1
         point = measure(target, w, out_dir / _folder_name(w), sla=sla, **kwargs)  # type: ignore[arg-type]
         return Probe(x, sla.feasible(point.metrics), point.metrics.usable, point)
 
