@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dynamo_bench.perf.tables import TimingTables
 from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
 
 #: Environment that keeps a stack on loopback and private (see FIELD-NOTES).
@@ -75,14 +77,25 @@ def frontend_argv(spec: DeploymentSpec, port: int, python: str = sys.executable)
     return argv
 
 
-def worker_commands(spec: DeploymentSpec, model_path: str,
-                    python: str = sys.executable) -> list[WorkerCommand]:
-    """Every worker process of the deployment, in launch order (prefill before decode)."""
+def worker_commands(spec: DeploymentSpec, model_path: str, python: str = sys.executable,
+                    tables: Mapping[Role, TimingTables] | None = None) -> list[WorkerCommand]:
+    """Every worker process of the deployment, in launch order (prefill before decode).
+
+    `tables` (mocker only) are the timing tables per role: their file and KV capacity are
+    passed with `--planner-profile-data` and `--num-gpu-blocks-override`.
+    """
     out: list[WorkerCommand] = []
     for role in spec.roles():
         group = spec.workers[role]
         for i in range(group.replicas):
             argv = _BUILDERS[spec.backend](spec, role, group, model_path)
+            if spec.backend == "mocker" and tables and role in tables:
+                t = tables[role]
+                argv += ["--planner-profile-data", str(t.path)]
+                if group.num_gpu_blocks is None and t.num_gpu_blocks:
+                    argv += ["--num-gpu-blocks-override", str(t.num_gpu_blocks)]
+                if group.block_size is None:
+                    argv += ["--block-size", str(t.block_size)]
             out.append(WorkerCommand(role, i, [python, "-m", f"dynamo.{spec.backend}", *argv,
                                                *group.extra_args], gpus=_gpus(spec, group)))
     return out

@@ -31,6 +31,7 @@ from dynamo_bench.serving.commands import (
     frontend_argv,
     worker_commands,
 )
+from dynamo_bench.perf.timing import tables_for
 from dynamo_bench.serving.gpus import assign_gpus, gpu_inventory
 from dynamo_bench.serving.model_dir import resolve_model
 from dynamo_bench.serving.ports import LOW_PORT_RANGE, free_ports
@@ -97,6 +98,7 @@ class Stack:
         self._old_handlers: dict[int, object] = {}
         self.port: int | None = None
         self.model_path: str | None = None
+        self.tables: dict = {}
         self.ready_s: float | None = None
         self.teardown_s: float | None = None
         self.started = False
@@ -156,7 +158,8 @@ class Stack:
             raise RuntimeError("stack already started")
         model = resolve_model(self.spec.model, simulated=self.spec.backend == "mocker")
         self.model_path = model
-        workers = worker_commands(self.spec, model, python=self._python)
+        self.tables = tables_for(self.spec, model) if self.spec.backend == "mocker" else {}
+        workers = worker_commands(self.spec, model, python=self._python, tables=self.tables)
         if self.spec.backend != "mocker":
             inventory = gpu_inventory() if self._inventory is None else self._inventory
             self._gpus = assign_gpus([(w.name, w.gpus) for w in workers], inventory)

@@ -138,6 +138,11 @@ class DeploymentSpec(Strict):
     backend: Backend = "mocker"
     mode: Mode = "agg"
     gpu: str = "h100_sxm"
+    precision: Literal["bf16", "fp8"] = Field("bf16", description="weights and KV cache")
+    timing: str = Field("roofline", min_length=1, description=(
+        "mocker timing: 'roofline' (tables from the performance model for this model, GPU, "
+        "TP, PP), 'mocker-default' (the mocker's built-in curve), or a path to an NPZ of "
+        "measured tables"))
     workers: dict[Role, WorkerGroup]
     router: RouterSpec = RouterSpec()
     frontend: FrontendSpec = FrontendSpec()
@@ -168,6 +173,10 @@ class DeploymentSpec(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSpec:
+        if self.timing not in ("roofline", "mocker-default") and \
+                not self.timing.endswith(".npz"):
+            raise _field_error("timing", f"{self.timing!r} is invalid: use 'roofline', "
+                               "'mocker-default' or a path to an .npz file")
         if self.gpu not in GPUS:
             raise _field_error("gpu", f"unknown GPU type {self.gpu!r} "
                                f"(known: {', '.join(GPUS)})")

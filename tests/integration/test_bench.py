@@ -22,8 +22,10 @@ CLI = [sys.executable, "-m", "dynamo_bench.cli"]
 
 
 def deployment(**group) -> DeploymentSpec:
+    """A one-worker mocker deployment on the mocker's built-in timing curve, which the
+    thresholds below were chosen against."""
     return parse_spec(DeploymentSpec, {"name": "t", "model": "Qwen3-8B",
-                                       "workers": {"agg": group}})
+                                       "timing": "mocker-default", "workers": {"agg": group}})
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,8 @@ def test_shared_prefixes_raise_the_cache_hit_rate_under_the_kv_router(spec_file,
 
 def test_saturation_flag_on_purpose_and_not_at_concurrency_1(tmp_path):
     """Speed-up 10 makes the mocker ten times faster than the load client can follow."""
-    spec = parse_spec(DeploymentSpec, {"name": "fast", "model": "Qwen3-8B", "router":
+    spec = parse_spec(DeploymentSpec, {"name": "fast", "model": "Qwen3-8B",
+                                       "timing": "mocker-default", "router":
                                        {"mode": "kv"}, "workers": {"agg": {
                                            "replicas": 2, "speedup_ratio": 10}}})
     w = WorkloadSpec(isl=LengthSpec(mean=256), osl=LengthSpec(mean=64), concurrency=1,

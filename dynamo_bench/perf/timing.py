@@ -1,0 +1,72 @@
+"""A deployment's timing tables: one per worker group, from its model, GPU, TP, PP, precision.
+
+This is where a `DeploymentSpec` meets the performance model. `backend: mocker` deployments run
+on these tables (`--planner-profile-data`, `--num-gpu-blocks-override`) unless the spec says
+`timing: mocker-default` (the mocker's built-in curve, the same for every model and TP) or
+points `timing` at a measured NPZ file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dynamo_bench.errors import UserError
+from dynamo_bench.perf.arch import ModelArch
+from dynamo_bench.perf.gpus import GPUS
+from dynamo_bench.perf.memory import Fit
+from dynamo_bench.perf.roofline import Hardware
+from dynamo_bench.perf.tables import TimingTables, timing_tables
+from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
+
+DEFAULT_BLOCK_SIZE = 64
+
+
+class DoesNotFitError(UserError):
+    """A worker group's model does not fit in its GPUs' memory. `fit` has the numbers."""
+
+    def __init__(self, field: str, fit: Fit) -> None:
+        self.field = field
+        self.fit = fit
+        super().__init__(f"{field}: {fit.reason} (raise tp/pp, use fp8, or a larger GPU)")
+
+
+def hardware(spec: DeploymentSpec, group: WorkerGroup) -> Hardware:
+    return Hardware(GPUS[spec.gpu], tp=group.tp, pp=group.pp, precision=spec.precision,
+                    backend=spec.backend)
+
+
+def group_fit(spec: DeploymentSpec, role: Role, arch: ModelArch) -> tuple[TimingTables | None,
+                                                                           Fit]:
+    g = spec.workers[role]
+    return timing_tables(arch, hardware(spec, g), block_size=g.block_size or DEFAULT_BLOCK_SIZE,
+                         gpu_memory_utilization=g.gpu_memory_utilization or 0.9,
+                         max_num_batched_tokens=g.max_num_batched_tokens or 8192)
+
+
+def tables_for(spec: DeploymentSpec, model_dir: str | Path) -> dict[Role, TimingTables]:
+    """Timing tables per worker group for a mocker deployment (empty for mocker-default).
+
+    Raises:
+        DoesNotFitError: a group's model does not fit on its GPUs.
+    """
+    if spec.timing == "mocker-default":
+        return {}
+    if spec.timing != "roofline":
+        path = Path(spec.timing).expanduser()
+        if not path.is_file():
+            raise UserError(f"timing: {path} not found (give an NPZ of timing tables, "
+                            "'roofline' or 'mocker-default')")
+        meta_path = path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        blocks = int(meta.get("num_gpu_blocks", 0))
+        return {role: TimingTables(path, blocks, g.block_size or DEFAULT_BLOCK_SIZE, meta)
+                for role, g in spec.workers.items()}
+    arch = ModelArch.from_dir(model_dir)
+    out: dict[Role, TimingTables] = {}
+    for role in spec.roles():
+        tables, fit = group_fit(spec, role, arch)
+        if tables is None:
+            raise DoesNotFitError(f"workers.{role}", fit)
+        out[role] = tables
+    return out
