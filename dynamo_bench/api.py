@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,17 @@ from dynamo_bench.loadgen.bench import LoadKind, LoadPoint, Progress, load_point
 from dynamo_bench.loadgen.bench import find_max_load as _find_max_load
 from dynamo_bench.loadgen.bench import sweep as _sweep
 from dynamo_bench.loadgen.search import SearchOutcome
+from dynamo_bench.perf.arch import ModelArch
+from dynamo_bench.perf.gpus import GPUS
+from dynamo_bench.perf.memory import Fit, memory_fit
+from dynamo_bench.perf.roofline import (
+    BACKENDS,
+    PRECISION_BYTES,
+    Hardware,
+    decode_step_ms,
+    prefill_ms,
+)
+from dynamo_bench.perf.tables import timing_tables
 from dynamo_bench.serving.model_dir import resolve_model, write_model_dir
 from dynamo_bench.serving.stack import Stack
 from dynamo_bench.specs import SLA, DeploymentSpec, WorkloadSpec, load_spec, parse_sla
@@ -208,3 +220,59 @@ def bench(spec: DeploymentSpec | None, workload: WorkloadSpec, *,
 @contextlib.contextmanager
 def _nothing():  # type: ignore[no-untyped-def]
     yield None
+
+
+@dataclass
+class PerfReport:
+    """The performance model's view of one worker (see `predict`)."""
+
+    arch: ModelArch
+    hardware: Hardware
+    fit: Fit
+    ttft_ms: dict[int, float]
+    contexts: list[int]
+    itl_ms: dict[int, list[float | None]]
+    block_size: int
+
+
+def predict(model: str, gpu: str, *, tp: int = 1, pp: int = 1, backend: str = "vllm",
+            precision: str = "bf16", block_size: int = 64) -> PerfReport:
+    """Fit verdict, KV capacity and predicted TTFT / ITL of `model` on one tp x pp worker.
+
+    Example:
+        >>> r = predict("Llama-3.1-70B", "h100_sxm", tp=4)
+        >>> r.fit.fits, r.fit.num_gpu_blocks > 0
+        (True, True)
+    """
+    if gpu not in GPUS:
+        raise SpecError("--gpu", f"unknown GPU type {gpu!r} (known: {', '.join(GPUS)})")
+    if backend not in BACKENDS:
+        raise SpecError("--backend", f"unknown backend {backend!r} (choose from: "
+                        f"{', '.join(BACKENDS)})")
+    if precision not in PRECISION_BYTES:
+        raise SpecError("--precision", f"{precision!r} is invalid (bf16 or fp8)")
+    if tp < 1 or pp < 1:
+        raise SpecError("--tp", "tp and pp must be >= 1")
+    arch = ModelArch.from_dir(resolve_model(model, field="--model"))
+    hw = Hardware(GPUS[gpu], tp=tp, pp=pp, precision=precision, backend=backend)  # type: ignore[arg-type]
+    fit = memory_fit(arch, hw, block_size=block_size)
+    ttft = {n: prefill_ms(arch, hw, n) for n in (128, 512, 2048, 8192, 32768)}
+    contexts = [1024, 4096, 16384]
+    itl: dict[int, list[float | None]] = {}
+    for b in (1, 8, 32, 128):
+        itl[b] = [decode_step_ms(arch, hw, b, c) if b * c <= max(fit.kv_tokens, 1) else None
+                  for c in contexts]
+    return PerfReport(arch, hw, fit, ttft, contexts, itl, block_size)
+
+
+def write_tables(report: PerfReport, out: str | Path) -> Path:
+    """Write the report's worker timing tables (NPZ + provenance JSON) to `out`."""
+    tables, fit = timing_tables(report.arch, report.hardware, block_size=report.block_size,
+                                cache_dir=Path(out).parent / ".tables-cache")
+    if tables is None:
+        raise DynamoBenchError(fit.reason)
+    target = Path(out)
+    shutil.copy(tables.path, target)
+    target.with_suffix(".json").write_text(json.dumps(tables.provenance, indent=2) + "\n")
+    shutil.rmtree(Path(out).parent / ".tables-cache", ignore_errors=True)
+    return target

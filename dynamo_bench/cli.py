@@ -247,6 +247,39 @@ def _print_bench(result) -> None:  # type: ignore[no-untyped-def]
     console.print(f"wrote {result.out_dir / 'summary.csv'}")
 
 
+@app.command()
+def perf(
+    model: Annotated[str, typer.Option(help="Catalogue model or model directory.")],
+    gpu: Annotated[str, typer.Option(help="GPU type (h100_sxm, h200_sxm, b200, ...).")],
+    tp: Annotated[int, typer.Option(help="Tensor parallel size.")] = 1,
+    pp: Annotated[int, typer.Option(help="Pipeline parallel size.")] = 1,
+    backend: Annotated[str, typer.Option(help="vllm, sglang, trtllm (mocker = vllm).")] = "vllm",
+    precision: Annotated[str, typer.Option(help="bf16 or fp8.")] = "bf16",
+    block_size: Annotated[int, typer.Option(help="KV block size.")] = 64,
+    out: Annotated[Optional[Path], typer.Option(help="Write the timing tables (NPZ).")] = None,
+) -> None:
+    """Performance-model verdict for one worker: memory fit, KV capacity, predicted TTFT/ITL."""
+    from dynamo_bench import api
+
+    report = api.predict(model, gpu, tp=tp, pp=pp, backend=backend, precision=precision,
+                         block_size=block_size)
+    console.print(report.fit.reason)
+    if not report.fit.fits:
+        raise typer.Exit(1)
+    table = Table("input tokens", "TTFT ms", box=None, title="prefill (one request)")
+    for n, ms in report.ttft_ms.items():
+        table.add_row(str(n), f"{ms:.1f}")
+    console.print(table)
+    table = Table("batch", *[f"ctx {c}" for c in report.contexts], box=None,
+                  title="decode ITL ms (batch x context)")
+    for b, row in report.itl_ms.items():
+        table.add_row(str(b), *[f"{v:.2f}" if v is not None else "-" for v in row])
+    console.print(table)
+    if out is not None:
+        path = api.write_tables(report, out)
+        console.print(f"wrote {path} (+ {path.with_suffix('.json').name})")
+
+
 @model_app.command("make")
 def model_make(
     name: Annotated[str, typer.Argument(help="Catalogue model (see `dynamo-bench model list`).")],
@@ -280,7 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False, prog_name="dynamo-bench")
+        # without standalone mode click returns the code of a `typer.Exit` instead of exiting
+        code = app(args=args, standalone_mode=False, prog_name="dynamo-bench")
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
@@ -299,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"dynamo-bench: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

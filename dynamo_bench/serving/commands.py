@@ -172,6 +172,8 @@ def _vllm(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[
     _flag(argv, "--num-gpu-blocks-override", g.num_gpu_blocks)
     _bool_flag(argv, "enable-prefix-caching", g.enable_prefix_caching)
     _bool_flag(argv, "enable-chunked-prefill", g.enable_chunked_prefill)
+    if spec.precision == "fp8":
+        argv += ["--quantization", "fp8", "--kv-cache-dtype", "fp8"]
     transfer = _vllm_transfer_config(spec, role, g)
     if transfer is not None:
         argv += ["--kv-transfer-config", json.dumps(transfer, separators=(",", ":"))]
@@ -196,6 +198,8 @@ def _sglang(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> lis
     _flag(argv, "--max-prefill-tokens", g.max_num_batched_tokens)
     _flag(argv, "--context-length", g.max_model_len)
     _flag(argv, "--mem-fraction-static", g.gpu_memory_utilization)
+    if spec.precision == "fp8":
+        argv += ["--quantization", "fp8", "--kv-cache-dtype", "fp8_e4m3"]
     if not g.enable_prefix_caching:
         argv.append("--disable-radix-cache")
     if g.enable_chunked_prefill is False:
@@ -225,6 +229,10 @@ def _trtllm(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> lis
         ("kv_cache_config.enable_block_reuse", str(g.enable_prefix_caching).lower())]
     if g.block_size is not None:
         engine.append(("kv_cache_config.tokens_per_block", str(g.block_size)))
+    if spec.precision == "fp8":
+        # TensorRT-LLM takes fp8 weights from the checkpoint itself (a ModelOpt fp8 export);
+        # the KV cache dtype is an engine setting
+        engine.append(("kv_cache_config.dtype", "fp8"))
     if g.enable_chunked_prefill is not None:
         engine.append(("enable_chunked_prefill", str(g.enable_chunked_prefill).lower()))
     if role != "agg":

@@ -77,6 +77,15 @@ def test_sglang_parses_the_worker_args(name: str) -> None:
             assert ns["disaggregation_transfer_backend"] == "nixl"
 
 
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_fp8_flags_parse(engine: str) -> None:
+    spec = parse_spec(DeploymentSpec, {"model": "Qwen3-8B", "backend": engine,
+                                       "precision": "fp8", "workers": {"agg": {}}})
+    ns = parse(engine, engine_args(spec, engine)[0][1])
+    assert ns["quantization"] == "fp8"
+    assert ns["kv_cache_dtype"] in ("fp8", "fp8_e4m3")
+
+
 def test_engine_parsers_reject_a_wrong_flag() -> None:
     """A misspelt flag fails the real parsers, so the checks above can fail."""
     for engine in ("vllm", "sglang"):

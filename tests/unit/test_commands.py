@@ -164,6 +164,15 @@ def test_vllm_worker_args(name: str) -> None:
         assert cmd.gpus == group.tp * group.pp
 
 
+def test_fp8_flags() -> None:
+    for backend, kv in (("vllm", "fp8"), ("sglang", "fp8_e4m3")):
+        spec = parse_spec(DeploymentSpec, {"model": "Qwen3-8B", "backend": backend,
+                                           "precision": "fp8", "workers": {"agg": {}}})
+        _, engine = _dynamo_worker_parse(backend, worker_commands(spec, "m")[0].argv[3:])
+        flags = _pairs(engine)
+        assert flags["--quantization"] == "fp8" and flags["--kv-cache-dtype"] == kv
+
+
 def test_vllm_kvbm_offload_uses_kvbm_connector() -> None:
     spec = parse_spec(DeploymentSpec, {"model": "Qwen3-8B", "backend": "vllm", "workers": {
         "agg": {"kv_offload": {"host_cache_gb": 64}}}})
@@ -238,6 +247,8 @@ def test_trtllm_worker_args_parse_with_dynamo_trtllm(name: str, trtllm_parse) ->
             assert engine["cache_transceiver_config"]["backend"] == "NIXL"
         if cmd.role == "prefill":
             assert cfg.max_num_tokens == group.max_num_batched_tokens
+        if spec.precision == "fp8":
+            assert engine["kv_cache_config"]["dtype"] == "fp8"
 
 
 def test_trtllm_rejects_an_unknown_flag(trtllm_parse) -> None:

@@ -98,7 +98,7 @@ def test_shipped_specs_load(path: Path) -> None:
 
 def test_gpus_are_computed_from_groups() -> None:
     spec = load_deployment(str(REPO / "serving" / "vllm_disagg.yaml"))
-    assert spec.gpus == 2 * 2 + 1 * 4
+    assert spec.gpus == 1 * 4 + 1 * 4
     with pytest.raises(SpecError, match="gpus: unknown field"):
         parse_spec(DeploymentSpec, {**BASE, "gpus": 4})
 
