@@ -127,7 +127,8 @@ def target_for(stack: Stack) -> Target:
     spec = stack.spec
     tokenizer = Path(stack.model_path or spec.model)
     return Target(url=stack.url, model=stack.model_name, tokenizer=tokenizer, gpus=spec.gpus,
-                  speedup_ratio=spec.speedup_ratio, metrics_url=f"{stack.url}/metrics")
+                  speedup_ratio=spec.speedup_ratio, metrics_url=f"{stack.url}/metrics",
+                  disaggregated=spec.mode == "disagg")
 
 
 def external_target(url: str, model: str, tokenizer: str | Path | None = None,

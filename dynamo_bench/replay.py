@@ -25,7 +25,7 @@ import pandas as pd
 from dynamo_bench.errors import SpecError
 from dynamo_bench.loadgen.artifacts import REQUEST_COLUMNS, goodput
 from dynamo_bench.perf.tables import TimingTables
-from dynamo_bench.perf.timing import DEFAULT_BLOCK_SIZE, tables_for
+from dynamo_bench.perf.timing import DEFAULT_BLOCK_SIZE, ENGINE_DEFAULTS, tables_for
 from dynamo_bench.serving.model_dir import resolve_model
 from dynamo_bench.specs.deployment import DeploymentSpec, WorkerGroup
 from dynamo_bench.specs.metrics import Metrics
@@ -35,20 +35,23 @@ from dynamo_bench.specs.workload import WorkloadSpec
 
 def _engine_args(group: WorkerGroup, tables: TimingTables | None,
                  worker_type: str | None = None) -> dict[str, Any]:
-    engine: dict[str, Any] = {"backend": "vllm",
-                              "block_size": group.block_size or DEFAULT_BLOCK_SIZE,
-                              "enable_prefix_caching": group.enable_prefix_caching}
-    if group.max_num_seqs:
-        engine["max_num_seqs"] = group.max_num_seqs
-    if group.max_num_batched_tokens:
-        engine["max_num_batched_tokens"] = group.max_num_batched_tokens
-    if group.enable_chunked_prefill is not None:
-        engine["enable_chunked_prefill"] = group.enable_chunked_prefill
+    engine: dict[str, Any] = {
+        "backend": "vllm", "block_size": group.block_size or DEFAULT_BLOCK_SIZE,
+        "enable_prefix_caching": group.enable_prefix_caching,
+        "max_num_seqs": group.max_num_seqs or ENGINE_DEFAULTS["max_num_seqs"],
+        "max_num_batched_tokens": (group.max_num_batched_tokens
+                                   or ENGINE_DEFAULTS["max_num_batched_tokens"]),
+        "enable_chunked_prefill": (ENGINE_DEFAULTS["enable_chunked_prefill"]
+                                   if group.enable_chunked_prefill is None
+                                   else group.enable_chunked_prefill)}
     blocks = group.num_gpu_blocks or (tables.num_gpu_blocks if tables else None)
     if blocks:
         engine["num_gpu_blocks"] = blocks
     if worker_type is not None:
         engine["worker_type"] = worker_type
+        if tables is not None and tables.kv_transfer_gb_s:
+            engine["kv_transfer_bandwidth"] = tables.kv_transfer_gb_s
+            engine["kv_transfer_bytes_per_token"] = tables.kv_bytes_per_token
     if tables is not None:
         engine["timing_model"] = {"type": "external", "provider": "dynamo_profile",
                                   "config": {"path": str(tables.path)}}

@@ -31,6 +31,8 @@ class Target:
         gpus: GPUs behind the server, for per-GPU throughput (0: unknown).
         speedup_ratio: the mocker's speed-up; latencies are rescaled by it.
         metrics_url: Prometheus endpoint of the frontend (None: not a Dynamo frontend).
+        disaggregated: prefill runs on other workers than decode (the request-plane round trip
+            then excludes prefill, so the non-engine overhead cannot be derived from it).
     """
 
     url: str
@@ -39,6 +41,7 @@ class Target:
     gpus: int = 0
     speedup_ratio: float = 1.0
     metrics_url: str | None = None
+    disaggregated: bool = False
 
 
 class AIPerfError(DynamoBenchError):

@@ -131,9 +131,10 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
     if server is not None:
         update["server_ttft_ms_mean"] = _mul(server.ttft_ms_mean, s)
         update["server_itl_ms_mean"] = _mul(server.itl_ms_mean, s)
-        if s != 1.0 and server.roundtrip_ttft_ms_mean is not None and metrics.ttft_ms_mean:
-            # Wall-time TTFT spent outside the engine (HTTP, tokenisation, routing): rescaling
-            # multiplied it by the speed-up ratio along with the simulated engine time.
+        if server.roundtrip_ttft_ms_mean is not None and metrics.ttft_ms_mean \
+                and not target.disaggregated:
+            # Wall-time TTFT spent outside the engine (HTTP, tokenisation, routing); with a
+            # speed-up, rescaling multiplied it by the ratio along with the engine time.
             update["overhead_ms"] = max(0.0, metrics.ttft_ms_mean / s
                                         - server.roundtrip_ttft_ms_mean)
     metrics = metrics.model_copy(update=update)

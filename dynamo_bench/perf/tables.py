@@ -41,6 +41,8 @@ class TimingTables:
     num_gpu_blocks: int
     block_size: int
     provenance: dict
+    kv_transfer_gb_s: float | None = None
+    kv_bytes_per_token: int | None = None
 
     def load(self) -> dict[str, np.ndarray]:
         with np.load(self.path) as data:

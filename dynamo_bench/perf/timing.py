@@ -9,6 +9,7 @@ points `timing` at a measured NPZ file.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from dynamo_bench.errors import UserError
@@ -20,6 +21,21 @@ from dynamo_bench.perf.tables import TimingTables, timing_tables
 from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
 
 DEFAULT_BLOCK_SIZE = 64
+#: The mocker's own scheduler defaults, stated explicitly so that live launches and the replay
+#: schedule identically whatever either side's defaults are.
+ENGINE_DEFAULTS = {"max_num_seqs": 256, "max_num_batched_tokens": 8192,
+                   "enable_chunked_prefill": True}
+
+
+def kv_transfer(spec: DeploymentSpec, arch: ModelArch) -> tuple[float, int]:
+    """(bandwidth GB/s, bytes per token) of prefill -> decode KV transfers.
+
+    Prefill and decode workers are assumed to share a node: half the GPU's interconnect
+    bandwidth (NVLink; the mocker's documentation suggests ~450 GB/s on H100 nodes).
+    """
+    gpu = GPUS[spec.gpu]
+    return gpu.interconnect_gb_s / 2, arch.kv_bytes_per_token(1 if spec.precision == "fp8"
+                                                              else 2)
 
 
 class DoesNotFitError(UserError):
@@ -63,10 +79,11 @@ def tables_for(spec: DeploymentSpec, model_dir: str | Path) -> dict[Role, Timing
         return {role: TimingTables(path, blocks, g.block_size or DEFAULT_BLOCK_SIZE, meta)
                 for role, g in spec.workers.items()}
     arch = ModelArch.from_dir(model_dir)
+    bandwidth, per_token = kv_transfer(spec, arch)
     out: dict[Role, TimingTables] = {}
     for role in spec.roles():
         tables, fit = group_fit(spec, role, arch)
         if tables is None:
             raise DoesNotFitError(f"workers.{role}", fit)
-        out[role] = tables
+        out[role] = replace(tables, kv_transfer_gb_s=bandwidth, kv_bytes_per_token=per_token)
     return out

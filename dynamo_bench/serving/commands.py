@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dynamo_bench.perf.tables import TimingTables
+from dynamo_bench.perf.timing import ENGINE_DEFAULTS
 from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
 
 #: Environment that keeps a stack on loopback and private (see FIELD-NOTES).
@@ -96,6 +97,9 @@ def worker_commands(spec: DeploymentSpec, model_path: str, python: str = sys.exe
                     argv += ["--num-gpu-blocks-override", str(t.num_gpu_blocks)]
                 if group.block_size is None:
                     argv += ["--block-size", str(t.block_size)]
+                if role != "agg" and t.kv_transfer_gb_s:
+                    argv += ["--kv-transfer-bandwidth", _num(t.kv_transfer_gb_s),
+                             "--kv-bytes-per-token", str(t.kv_bytes_per_token)]
             out.append(WorkerCommand(role, i, [python, "-m", f"dynamo.{spec.backend}", *argv,
                                                *group.extra_args], gpus=_gpus(spec, group)))
     return out
@@ -124,12 +128,15 @@ def _mocker(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> lis
     if role != "agg":
         argv += ["--disaggregation-mode", role]
     _flag(argv, "--block-size", g.block_size)
-    _flag(argv, "--max-num-seqs", g.max_num_seqs)
-    _flag(argv, "--max-num-batched-tokens", g.max_num_batched_tokens)
+    _flag(argv, "--max-num-seqs", g.max_num_seqs or ENGINE_DEFAULTS["max_num_seqs"])
+    _flag(argv, "--max-num-batched-tokens",
+          g.max_num_batched_tokens or ENGINE_DEFAULTS["max_num_batched_tokens"])
     _flag(argv, "--max-model-len", g.max_model_len)
     _flag(argv, "--num-gpu-blocks-override", g.num_gpu_blocks)
     _bool_flag(argv, "enable-prefix-caching", g.enable_prefix_caching)
-    _bool_flag(argv, "enable-chunked-prefill", g.enable_chunked_prefill)
+    _bool_flag(argv, "enable-chunked-prefill",
+               ENGINE_DEFAULTS["enable_chunked_prefill"] if g.enable_chunked_prefill is None
+               else g.enable_chunked_prefill)
     if g.speedup_ratio != 1.0:
         argv += ["--speedup-ratio", _num(g.speedup_ratio)]
     off = g.kv_offload

@@ -19,9 +19,11 @@ class Metrics(BaseModel):
 
     `complete` is False when the run was cut short (its numbers may be incomplete).
     `client_saturated` is True when the load client (not the server) limited the measurement,
-    None when it could not be checked (no server-side metrics). `time_base` is "simulated" when
-    mocker latencies were rescaled by `speedup_ratio`; `overhead_ms` is then the measured
-    non-engine part of TTFT in wall time, which the rescaling multiplied by `speedup_ratio`.
+    None when it could not be checked (no server-side metrics). `overhead_ms` is the measured
+    non-engine part of the mean TTFT in wall time (client TTFT minus the frontend's request-plane
+    round trip to the worker: HTTP, tokenisation, routing). `time_base` is "simulated" when
+    mocker latencies were rescaled by `speedup_ratio`; the rescaling multiplied that overhead by
+    `speedup_ratio` too.
     """
 
     model_config = ConfigDict(extra="forbid")
