@@ -15,6 +15,7 @@ request-plane round trip: HTTP, tokenisation, routing), which the replay does no
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def rel(replayed: float | None, live: float | None) -> str:
-    if not replayed or not live:
+    if not replayed or not live or math.isnan(replayed) or math.isnan(live):
         return "-"
     return f"{(replayed / live - 1) * 100:+.0f}%"
 
