@@ -247,6 +247,37 @@ def _print_bench(result) -> None:  # type: ignore[no-untyped-def]
     console.print(f"wrote {result.out_dir / 'summary.csv'}")
 
 
+def _ints(text: str, field: str) -> list[int]:
+    return [int(x) for x in _numbers(text, field, integer=True)]
+
+
+@app.command()
+def profile(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="Deployment to profile.")],
+    out: Annotated[Path, typer.Option(help="Output folder (tables.npz, points.csv, runs/).")],
+    isl: Annotated[str, typer.Option(help="Prefill input lengths.")] = "256,1024,4096",
+    batches: Annotated[str, typer.Option(help="Decode batch sizes (concurrencies).")] = "1,8,24",
+    contexts: Annotated[str, typer.Option(help="Decode context lengths.")] = "512,2048",
+) -> None:
+    """Measure a live deployment (TTFT by input length, ITL by batch and context) and fit
+    timing tables from it; use them with `timing: OUT/tables.npz` in a spec."""
+    from dynamo_bench import api
+
+    spec = api.load_deployment(spec_path)
+    plan = api.ProfilePlan(isl=_ints(isl, "--isl"), batches=_ints(batches, "--batches"),
+                           contexts=_ints(contexts, "--contexts"))
+    with _progress() as progress:
+        outcome = api.profile(spec, out, plan, progress=progress)
+    table = Table("kind", "where", "measured ms", box=None, title="profile")
+    for p in outcome.result.prefill:
+        table.add_row("prefill", f"isl {p.isl:.0f}", f"{p.ttft_ms:.1f}")
+    for d in outcome.result.decode:
+        table.add_row("decode", f"batch {d.batch:.0f}, context {d.context:.0f}",
+                      f"{d.itl_ms:.2f}")
+    console.print(table)
+    console.print(f"wrote {outcome.tables_path}")
+
+
 @app.command()
 def perf(
     model: Annotated[str, typer.Option(help="Catalogue model or model directory.")],

@@ -168,3 +168,19 @@ def _scaled(sla: SLA | None, factor: float) -> SLA:
 def was_cancelled(artifacts: Path) -> bool:
     """True when AIPerf stopped before the planned end (its results may be incomplete)."""
     return bool(read_summary(artifacts).get("was_cancelled"))
+
+
+def inter_chunk_latencies(artifacts: Path) -> list[list[float]]:
+    """Per profiling-phase request, the gaps between streamed chunks (ms), in order."""
+    out = []
+    with open(artifacts / RECORDS) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if rec.get("metadata", {}).get("benchmark_phase") != "profiling" or rec.get("error"):
+                continue
+            gaps = (rec.get("metrics") or {}).get("inter_chunk_latency", {}).get("value")
+            if isinstance(gaps, list):
+                out.append([float(g) for g in gaps])
+    return out
