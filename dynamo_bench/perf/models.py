@@ -105,6 +105,24 @@ def _qwen3_moe(hidden: int, inter: int, moe_inter: int, layers: int, heads: int,
     return cfg
 
 
+def _qwen25(hidden: int, inter: int, layers: int, heads: int, kv_heads: int) -> dict[str, Any]:
+    cfg = _qwen3(hidden, inter, layers, heads, kv_heads, tie=False, max_pos=32768)
+    cfg.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+                "head_dim": hidden // heads, "attention_bias": True, "vocab_size": 152064,
+                "eos_token_id": 151645})
+    return cfg
+
+
+_LLAMA2_70B: dict[str, Any] = {
+    **_llama31(8192, 28672, 80, 64),
+    "max_position_embeddings": 4096,
+    "rope_theta": 10000.0,
+    "rope_scaling": None,
+    "vocab_size": 32000,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+
 _MIXTRAL_8X7B: dict[str, Any] = {
     "architectures": ["MixtralForCausalLM"],
     "model_type": "mixtral",
@@ -137,6 +155,12 @@ CATALOGUE: dict[str, CatalogueModel] = {
                        _llama31(8192, 28672, 80, 64)),
         CatalogueModel("Llama-3.1-405B", "meta-llama/Llama-3.1-405B-Instruct", "llama3",
                        _llama31(16384, 53248, 126, 128)),
+        CatalogueModel("Llama-2-70B", "meta-llama/Llama-2-70b-chat-hf", "mistral",
+                       _LLAMA2_70B),
+        CatalogueModel("Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "chatml",
+                       _qwen25(3584, 18944, 28, 28, 4)),
+        CatalogueModel("Qwen2.5-32B", "Qwen/Qwen2.5-32B-Instruct", "chatml",
+                       _qwen25(5120, 27648, 64, 40, 8)),
         CatalogueModel("Qwen3-0.6B", "Qwen/Qwen3-0.6B", "chatml",
                        _qwen3(1024, 3072, 28, 16, 8, tie=True)),
         CatalogueModel("Qwen3-8B", "Qwen/Qwen3-8B", "chatml",
