@@ -1,9 +1,10 @@
 """A deployment's timing tables: one per worker group, from its model, GPU, TP, PP, precision.
 
 This is where a `DeploymentSpec` meets the performance model. `backend: mocker` deployments run
-on these tables (`--planner-profile-data`, `--num-gpu-blocks-override`) unless the spec says
-`timing: mocker-default` (the mocker's built-in curve, the same for every model and TP) or
-points `timing` at a measured NPZ file.
+on these tables (`--planner-profile-data`, `--num-gpu-blocks-override`): the roofline model's by
+default, AIConfigurator's with `timing: aiconfigurator` (needs `--extra aic`), the mocker's
+built-in curve with `timing: mocker-default` (the same for every model and TP), or a measured
+NPZ file given as `timing: path.npz`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dynamo_bench.perf.arch import ModelArch
 from dynamo_bench.perf.gpus import GPUS
 from dynamo_bench.perf.memory import Fit
 from dynamo_bench.perf.roofline import Hardware
-from dynamo_bench.perf.tables import TimingTables, timing_tables
+from dynamo_bench.perf.tables import TimingTables, save_tables, timing_tables
 from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
 
 DEFAULT_BLOCK_SIZE = 64
@@ -68,7 +69,7 @@ def tables_for(spec: DeploymentSpec, model_dir: str | Path) -> dict[Role, Timing
     """
     if spec.timing == "mocker-default":
         return {}
-    if spec.timing != "roofline":
+    if spec.timing not in ("roofline", "aiconfigurator"):
         path = Path(spec.timing).expanduser()
         if not path.is_file():
             raise UserError(f"timing: {path} not found (give an NPZ of timing tables, "
@@ -85,5 +86,28 @@ def tables_for(spec: DeploymentSpec, model_dir: str | Path) -> dict[Role, Timing
         tables, fit = group_fit(spec, role, arch)
         if tables is None:
             raise DoesNotFitError(f"workers.{role}", fit)
+        if spec.timing == "aiconfigurator":
+            tables = _aic_group_tables(spec, role, tables)
         out[role] = replace(tables, kv_transfer_gb_s=bandwidth, kv_bytes_per_token=per_token)
     return out
+
+
+def _aic_group_tables(spec: DeploymentSpec, role: Role, roofline: TimingTables) -> TimingTables:
+    """AIConfigurator's tables for a group, on the roofline tables' grid limits and KV capacity
+    (AIConfigurator predicts latencies, the memory fit stays ours). Cached beside them."""
+    from dynamo_bench.perf.aic import aic_tables
+
+    g = spec.workers[role]
+    path = roofline.path.with_name(roofline.path.stem + "-aic.npz")
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        return TimingTables(path, meta["num_gpu_blocks"], roofline.block_size, meta)
+    kv_tokens = int(roofline.provenance.get("kv_tokens", 0))
+    arrays = aic_tables(spec.model, spec.gpu, spec.backend, tp=g.tp, pp=g.pp,
+                        precision=spec.precision, kv_tokens=kv_tokens,
+                        max_context=int(roofline.provenance.get("max_context", 32768)))
+    meta = {**roofline.provenance, "provider": "aiconfigurator",
+            "aiconfigurator_version": "0.12.0"}
+    save_tables(arrays, path, meta)
+    return TimingTables(path, roofline.num_gpu_blocks, roofline.block_size, meta)

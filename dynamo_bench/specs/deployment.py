@@ -141,8 +141,9 @@ class DeploymentSpec(Strict):
     precision: Literal["bf16", "fp8"] = Field("bf16", description="weights and KV cache")
     timing: str = Field("roofline", min_length=1, description=(
         "mocker timing: 'roofline' (tables from the performance model for this model, GPU, "
-        "TP, PP), 'mocker-default' (the mocker's built-in curve), or a path to an NPZ of "
-        "measured tables"))
+        "TP, PP), 'aiconfigurator' (AIConfigurator's predictions; --extra aic), "
+        "'mocker-default' (the mocker's built-in curve), or a path to an NPZ of measured "
+        "tables"))
     workers: dict[Role, WorkerGroup]
     router: RouterSpec = RouterSpec()
     frontend: FrontendSpec = FrontendSpec()
@@ -173,10 +174,10 @@ class DeploymentSpec(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSpec:
-        if self.timing not in ("roofline", "mocker-default") and \
+        if self.timing not in ("roofline", "aiconfigurator", "mocker-default") and \
                 not self.timing.endswith(".npz"):
             raise _field_error("timing", f"{self.timing!r} is invalid: use 'roofline', "
-                               "'mocker-default' or a path to an .npz file")
+                               "'aiconfigurator', 'mocker-default' or a path to an .npz file")
         if self.gpu not in GPUS:
             raise _field_error("gpu", f"unknown GPU type {self.gpu!r} "
                                f"(known: {', '.join(GPUS)})")

@@ -173,3 +173,19 @@ def test_perf_cli(tmp_path: Path) -> None:
                           "Llama-3.1-70B", "--gpu", "h100_sxm"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 1 and bad.stdout.startswith("does not fit")
+
+
+def test_aiconfigurator_tables_for_a_deployment() -> None:
+    pytest.importorskip("aiconfigurator_core")
+    from dynamo_bench.perf.aic import aic_predict
+
+    spec = _spec(workers={"agg": {"tp": 4}}, timing="aiconfigurator")
+    tables = tables_for(spec, resolve_model(spec.model))["agg"]
+    assert tables.provenance["provider"] == "aiconfigurator"
+    data = tables.load()
+    assert set(data) == set(NPZ_KEYS)
+    ref = aic_predict("Llama-3.1-70B", "h100_sxm", "mocker", tp=4, isl=2048)
+    assert np.interp(2048, data["prefill_isl"], data["prefill_ttft_ms"]) == \
+        pytest.approx(ref["ttft_ms"], rel=0.15)
+    roofline = tables_for(_spec(workers={"agg": {"tp": 4}}), resolve_model(spec.model))["agg"]
+    assert tables.num_gpu_blocks == roofline.num_gpu_blocks
