@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -106,9 +108,7 @@ class ManagedProcess:
 
 
 def _strip_ansi(text: str) -> str:
-    import re
-
-    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+    return _ANSI.sub("", text)
 
 
 def stop_all(procs: list[ManagedProcess], grace_s: float = 3.0) -> dict[str, float]:
