@@ -74,9 +74,10 @@ def test_signal_stops_everything(sig: int) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_sigkill_of_dynamo_bench_takes_the_stack_down() -> None:
-    """Even when dynamo-bench itself is killed, the kernel ends its children (PDEATHSIG)."""
-    proc, _, pids = start_serve("disagg_1p1d.yaml")
+def test_sigkill_of_dynamo_bench_takes_the_stack_down(tmp_path: Path) -> None:
+    """Even when dynamo-bench itself is killed, the kernel ends its children (PDEATHSIG).
+    (A SIGKILLed process cannot remove its files: keep them in the test's folder.)"""
+    proc, _, pids = start_serve("disagg_1p1d.yaml", "--logs", str(tmp_path / "run"))
     try:
         proc.kill()
         proc.wait(timeout=10)
