@@ -131,10 +131,11 @@ def summarize(artifacts: Path, *, gpus: int = 0, concurrency: int | None = None,
     metrics = Metrics(
         source="aiperf", concurrency=concurrency, request_rate=request_rate, gpus=gpus,
         **values,
-        output_tok_s=_div(out_tps, s), input_tok_s=_div(in_tps, s), total_tok_s=_div(total_tps, s),
-        output_tok_s_per_gpu=_div(_div(out_tps, s), gpus) if gpus else None,
-        output_tok_s_per_user=_div(per_user, s),
-        request_s=_div(req_s, s),
+        output_tok_s=safe_div(out_tps, s), input_tok_s=safe_div(in_tps, s),
+        total_tok_s=safe_div(total_tps, s),
+        output_tok_s_per_gpu=safe_div(safe_div(out_tps, s), gpus) if gpus else None,
+        output_tok_s_per_user=safe_div(per_user, s),
+        request_s=safe_div(req_s, s),
         goodput_request_s=(goodput(requests, _scaled(sla, 1 / s), duration)
                            / s if sla is not None and duration else None),
         goodput_sla=str(sla) if sla is not None else None,
@@ -153,7 +154,8 @@ def summarize(artifacts: Path, *, gpus: int = 0, concurrency: int | None = None,
     return metrics, requests
 
 
-def _div(x: float | None, d: float) -> float | None:
+def safe_div(x: float | None, d: float) -> float | None:
+    """x / d, or None when x is missing or NaN or d is zero."""
     return None if x is None or d == 0 or (isinstance(x, float) and math.isnan(x)) else x / d
 
 

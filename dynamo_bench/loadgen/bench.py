@@ -21,7 +21,7 @@ import yaml
 from dynamo_bench.errors import DynamoBenchError
 from dynamo_bench.loadgen import prometheus
 from dynamo_bench.loadgen.aiperf import Target, run_aiperf
-from dynamo_bench.loadgen.artifacts import RECORDS, summarize
+from dynamo_bench.loadgen.artifacts import RECORDS, safe_div, summarize
 from dynamo_bench.loadgen.search import Probe, SearchOutcome, search_max_load
 from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.metrics import METRICS_SCHEMA_VERSION, Metrics
@@ -106,7 +106,7 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
                                                           sort_keys=False))
     if deployment is not None:
         (out_dir / "deployment.yaml").write_text(yaml.safe_dump(
-            deployment.model_dump(mode="json", exclude={"gpus"}, exclude_none=True),
+            deployment.model_dump(mode="json", exclude_none=True),
             sort_keys=False))
     label = load_label(workload)
     before = prometheus.scrape(target.metrics_url) if target.metrics_url else None
@@ -125,8 +125,8 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
                                   request_rate=workload.request_rate, sla=sla,
                                   speedup_ratio=target.speedup_ratio)
     s = target.speedup_ratio
-    saturated, reason = policy.check(_div(metrics.ttft_ms_mean, s), _div(metrics.itl_ms_mean, s),
-                                     server)
+    saturated, reason = policy.check(safe_div(metrics.ttft_ms_mean, s),
+                                     safe_div(metrics.itl_ms_mean, s), server)
     update: dict[str, object] = {"client_saturated": saturated, "saturation_reason": reason}
     if server is not None:
         update["server_ttft_ms_mean"] = _mul(server.ttft_ms_mean, s)
@@ -149,10 +149,6 @@ def _count_lines(path: Path) -> int:
             return sum(1 for _ in f)
     except OSError:
         return 0
-
-
-def _div(x: float | None, d: float) -> float | None:
-    return None if x is None else x / d
 
 
 def _mul(x: float | None, m: float) -> float | None:

@@ -36,7 +36,3 @@ GPUS: dict[str, GPU] = {
     )
 }
 
-
-def gpu_names() -> list[str]:
-    """The catalogue's GPU type names, for error messages and CLI help."""
-    return list(GPUS)

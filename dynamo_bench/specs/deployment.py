@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, computed_field, model_validator
+from pydantic import Field, model_validator
 
 from dynamo_bench.perf.gpus import GPUS
 from dynamo_bench.specs.base import Strict, field_error as _field_error
@@ -69,12 +69,10 @@ class WorkerGroup(Strict):
     extra_args: list[str] = Field(default_factory=list,
                                   description="passed verbatim to the worker command")
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def gpus_per_worker(self) -> int:
         return self.tp * self.pp
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def gpus(self) -> int:
         return self.replicas * self.tp * self.pp
@@ -149,7 +147,7 @@ class DeploymentSpec(Strict):
     frontend: FrontendSpec = FrontendSpec()
     startup_timeout_s: float = Field(120.0, gt=0)
 
-    @computed_field  # type: ignore[prop-decorator]
+    # Plain properties, not serialized: a dumped spec must load back (extra fields are errors).
     @property
     def gpus(self) -> int:
         """GPUs the deployment occupies: the sum of replicas x tp x pp over its groups."""

@@ -15,6 +15,7 @@ import argparse
 import os
 import signal
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,17 +24,8 @@ import psutil
 from dynamo_bench import LaunchError, Stack, load_deployment
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _alive(pids: list[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
+sys.path.insert(0, str(REPO))  # run as a script: make the tests package importable
+from tests.helpers import alive  # noqa: E402
 
 
 def measure(spec_name: str, repeats: int) -> tuple[list[float], list[float]]:
@@ -43,7 +35,7 @@ def measure(spec_name: str, repeats: int) -> tuple[list[float], list[float]]:
         with Stack(spec) as stack:
             pids = [p.pid for p in stack.processes()]
         assert stack.ready_s is not None and stack.teardown_s is not None
-        assert not _alive(pids), f"left running: {_alive(pids)}"
+        assert not alive(pids), f"left running: {alive(pids)}"
         ready.append(stack.ready_s)
         teardown.append(stack.teardown_s)
     return ready, teardown
@@ -72,7 +64,7 @@ def soak(cycles: int) -> tuple[int, int, dict[str, int]]:
                 time.sleep(0.2)
     descendants = [c.pid for c in psutil.Process().children(recursive=True)
                    if c.status() != psutil.STATUS_ZOMBIE]
-    return len(all_pids), len(set(_alive(all_pids)) | set(descendants)), kinds
+    return len(all_pids), len(set(alive(all_pids)) | set(descendants)), kinds
 
 
 def main() -> None:

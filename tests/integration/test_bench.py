@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamo_bench import Stack, load_point, parse_sla, target_for
+from dynamo_bench import Stack, load_deployment, load_point, parse_sla, target_for
 from dynamo_bench.loadgen.aiperf import AIPerfError
 from dynamo_bench.loadgen.bench import find_max_load, measure, sweep
 from dynamo_bench.specs import DeploymentSpec, LengthSpec, PrefixSpec, WorkloadSpec, parse_spec
@@ -127,7 +127,8 @@ def test_bench_cli_on_disagg_writes_summary(tmp_path):
         float(rows[0]["output_tok_s"]) / 2)
     point = load_point(rows[1]["run_dir"])  # reloadable without rerunning
     assert point.metrics.concurrency == 2 and len(point.requests) == 12
-    assert (Path(rows[1]["run_dir"]) / "deployment.yaml").exists()
+    # the run folder's deployment.yaml is a spec that loads again
+    assert load_deployment(Path(rows[1]["run_dir"]) / "deployment.yaml").name == "disagg-1p1d"
     assert "c=2" in proc.stdout
 
 

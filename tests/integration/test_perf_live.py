@@ -62,9 +62,7 @@ def test_profile_round_trip_recovers_the_tables(tmp_path: Path) -> None:
     assert meta["provider"] == "measured" and len(meta["decode_points"]) == 4
     assert (tmp_path / "profile" / "points.csv").exists()
     # the measured tables drive a deployment through `timing:`
-    data = spec.model_dump(exclude={"gpus"}, exclude_none=True)
-    for g in data["workers"].values():
-        g.pop("gpus", None), g.pop("gpus_per_worker", None)
+    data = spec.model_dump(exclude_none=True)
     measured = parse_spec(DeploymentSpec, {**data, "timing": str(out.tables_path)})
     with Stack(measured) as stack:
         assert stack.tables["agg"].path == out.tables_path

@@ -115,7 +115,7 @@ def test_killed_worker_is_reported(spec_file) -> None:
 def test_worker_that_exits_at_startup_raises_with_its_log(spec_file) -> None:
     data = spec_file("agg.yaml").model_dump(exclude_none=True)
     data["workers"]["agg"] = {"extra_args": ["--no-such-flag"]}
-    spec = parse_spec(DeploymentSpec, {k: v for k, v in data.items() if k != "gpus"})
+    spec = parse_spec(DeploymentSpec, data)
     stack = Stack(spec)
     with pytest.raises(LaunchError) as info:
         stack.start()

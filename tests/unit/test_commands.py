@@ -28,10 +28,8 @@ def spec_of(name: str) -> DeploymentSpec:
 
 
 def mutate(name: str, **group_changes) -> DeploymentSpec:
-    data = spec_of(name).model_dump(exclude={"gpus"}, exclude_none=True)
+    data = spec_of(name).model_dump(exclude_none=True)
     for group in data["workers"].values():
-        group.pop("gpus", None)
-        group.pop("gpus_per_worker", None)
         group.update(group_changes)
     return parse_spec(DeploymentSpec, data)
 
