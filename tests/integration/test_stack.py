@@ -151,3 +151,22 @@ def test_run_dir_keeps_one_log_per_process(spec_file, tmp_path) -> None:
     assert logs == names == ["decode-0", "frontend", "prefill-0", "prefill-1"]
     assert all((tmp_path / "run" / "logs" / f"{n}.log").stat().st_size > 0 for n in names)
     assert (tmp_path / "run" / "discovery").is_dir()
+
+
+def test_ready_waits_for_every_worker(spec_file, monkeypatch) -> None:
+    """A replica that starts 3 s late holds readiness back until it registers, although the
+    other replica already answers chat completions."""
+    from dynamo_bench.serving import stack as stack_module
+
+    real = stack_module.worker_commands
+
+    def one_slow_replica(*args, **kwargs):
+        cmds = real(*args, **kwargs)
+        late = cmds[1].argv
+        late[:] = ["sh", "-c", 'sleep 3; exec "$0" "$@"', *late]  # same PID: exec, not a child
+        return cmds
+
+    monkeypatch.setattr(stack_module, "worker_commands", one_slow_replica)
+    with Stack(spec_file("agg_kv.yaml")) as stack:
+        assert registered(stack) == {"backend": 2}
+        assert stack.ready_s >= 3
