@@ -279,3 +279,57 @@ def write_tables(report: PerfReport, out: str | Path) -> Path:
     shutil.copy(tables.path, target)
     target.with_suffix(".json").write_text(json.dumps(tables.provenance, indent=2) + "\n")
     return target
+
+
+@dataclass
+class ProfileOutcome:
+    """A profiling run: the measured points, the fitted tables and where they were written."""
+
+    out_dir: Path
+    tables_path: Path
+    result: ProfileResult
+    tables: dict[str, Any]
+
+
+def profile(spec: DeploymentSpec, out: str | Path, plan: ProfilePlan | None = None,
+            progress: Progress | None = None) -> ProfileOutcome:
+    """Measure one worker of `spec` live (prefill by input length, decode by batch and context)
+    and fit timing tables from it: `out/tables.npz` (+ `tables.json`, `points.csv`).
+
+    The first worker group is profiled on its own (one replica, aggregated). Point a spec's
+    `timing:` at `out/tables.npz` to run the mocker or the replay on the measured tables.
+    """
+    plan = plan or ProfilePlan()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    role = spec.roles()[0]
+    group = spec.workers[role].model_copy(update={"replicas": 1})
+    single = spec.model_copy(update={"mode": "agg", "workers": {"agg": group},
+                                     "router": spec.router.model_copy(update={"mode":
+                                                                              "round-robin",
+                                                                              "kv": None})})
+    with Stack(single, run_dir=out_dir / "stack") as stack:
+        target = target_for(stack)
+        result = profile_target(target, plan, out_dir / "runs", progress=progress)
+        stack.ensure_alive()
+        base = stack.tables.get("agg")
+    grids = base.load() if base is not None else {}
+    isl_grid = grids.get("prefill_isl", np.geomspace(16, 131072, 28).round())
+    active_grid = grids.get("decode_active_kv_tokens", np.geomspace(16, 400000, 22).round())
+    ctx_grid = grids.get("decode_context_length", np.geomspace(16, 131072, 18).round())
+    tables = fitted_tables(result.prefill, result.decode, isl_grid=isl_grid,
+                           active_grid=active_grid, context_grid=ctx_grid)
+    provenance = {"provider": "measured", "deployment": spec.name, "model": spec.model,
+                  "gpu": spec.gpu, "backend": spec.backend, "tp": group.tp, "pp": group.pp,
+                  "precision": spec.precision,
+                  "num_gpu_blocks": base.num_gpu_blocks if base is not None else 0,
+                  "prefill_points": [vars(p) for p in result.prefill],
+                  "decode_points": [vars(p) for p in result.decode],
+                  "decode_fit_ms": dict(zip(("per_step", "per_sequence", "per_kv_token"),
+                                            fit_decode(result.decode)))}
+    path = save_tables(tables, out_dir / "tables.npz", provenance)
+    rows = [{"kind": "prefill", "isl": p.isl, "ttft_ms": p.ttft_ms} for p in result.prefill] + \
+        [{"kind": "decode", "batch": p.batch, "context": p.context, "itl_ms": p.itl_ms}
+         for p in result.decode]
+    pd.DataFrame(rows).to_csv(out_dir / "points.csv", index=False)
+    return ProfileOutcome(out_dir, path, result, tables)
