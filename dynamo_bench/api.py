@@ -45,6 +45,18 @@ from dynamo_bench.serving.model_dir import resolve_model, write_model_dir
 from dynamo_bench.serving.stack import Stack
 from dynamo_bench.specs import SLA, DeploymentSpec, WorkloadSpec, load_spec, parse_sla
 from dynamo_bench.specs import load_deployment as _load_deployment
+from dynamo_bench.specs.loading import describe_validation_error
+from dynamo_bench.report.best import Choice
+from dynamo_bench.report.best import choose as _choose
+from dynamo_bench.report.files import Report, write_report
+from dynamo_bench.report.pareto import front_table
+from dynamo_bench.tune.records import StudyRecord
+from dynamo_bench.tune.records import load_study as _load_record
+from dynamo_bench.tune.sweep import SweepSpec
+from dynamo_bench.tune.sweep import load_sweep as _load_sweep
+from dynamo_bench.tune.tuner import OnTrial, TuneOptions
+from dynamo_bench.tune.tuner import tune as _tune
+from pydantic import ValidationError
 
 
 def load_deployment(path: str | Path) -> DeploymentSpec:
@@ -333,3 +345,99 @@ def profile(spec: DeploymentSpec, out: str | Path, plan: ProfilePlan | None = No
          for p in result.decode]
     pd.DataFrame(rows).to_csv(out_dir / "points.csv", index=False)
     return ProfileOutcome(out_dir, path, result, tables)
+
+
+# -- tuning ----------------------------------------------------------------------------------
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Load and validate a sweep file (raises `SpecError` with a one-line message)."""
+    return _load_sweep(path)
+
+
+def with_search(sweep: SweepSpec, *, sampler: str | None = None, seed: int | None = None
+                ) -> SweepSpec:
+    """`sweep` with another sampler and/or seed (validated like the file's own)."""
+    data = sweep.model_dump(mode="json")
+    if sampler is not None:
+        data["search"]["sampler"] = sampler
+    if seed is not None:
+        data["search"]["seed"] = seed
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as err:
+        e = describe_validation_error(SweepSpec, err)
+        raise SpecError("--sampler" if "sampler" in e.field else e.field, e.message) from None
+
+
+@dataclass
+class TuningStudy:
+    """A study folder and its storage; every read goes back to the storage.
+
+        study = db.tune("sweeps/quickstart.yaml", "results/quickstart")
+        study.trials()           # one row per trial (DataFrame)
+        study.pareto("batch")    # the load points on that tier's front
+        study.best("batch")      # the answer: config, predicted and verified metrics
+        study.report()           # (re)write trials.csv, pareto.png, best/<tier>/...
+    """
+
+    folder: Path
+    storage: str | None = None
+
+    def record(self) -> StudyRecord:
+        """Everything the storage holds, as tables."""
+        return _load_record(self.folder, self.storage)
+
+    @property
+    def tiers(self) -> list[str]:
+        return list(self.record().slas)
+
+    def trials(self, tier: str | None = None) -> pd.DataFrame:
+        """One row per trial (exploration and live verification; `kind` tells which)."""
+        t = self.record().trials
+        return t[t["tier"] == tier] if tier is not None else t
+
+    def points(self, tier: str | None = None) -> pd.DataFrame:
+        """One row per load point measured, with `feasible` and `on_front`."""
+        p = front_table(self.record().points)
+        return p[p["tier"] == tier] if tier is not None else p
+
+    def pareto(self, tier: str) -> pd.DataFrame:
+        """The feasible points on `tier`'s front (exploration), by tok/s per user."""
+        p = self.points(tier)
+        return p[(p["kind"] == "explore") & p["on_front"]].sort_values("output_tok_s_per_user")
+
+    def best(self, tier: str) -> Choice:
+        """The answer for `tier` (`Choice.best` is None when nothing met the SLA)."""
+        return _choose(self.record(), tier)
+
+    def report(self) -> Report:
+        """Write the study's files (tables, Pareto plot, best/<tier>/) from the storage."""
+        return write_report(self.folder, storage=self.storage)
+
+
+def tune(sweep: SweepSpec | str | Path, folder: str | Path | None = None, *,
+         storage: str | None = None, trials: int | None = None, wall_s: float | None = None,
+         verify: bool | None = None, on_trial: OnTrial | None = None,
+         report: bool = True) -> TuningStudy:
+    """Run (or resume) a tuning study and write its report; returns the study handle.
+
+    `folder` defaults to results/<sweep name>; `storage` to SQLite in it. `trials`, `wall_s`
+    and `verify` override the sweep's budget and fidelity for this run.
+    """
+    if not isinstance(sweep, SweepSpec):
+        sweep = load_sweep(sweep)
+    folder = Path(folder) if folder is not None else Path("results") / sweep.name
+    _tune(sweep, folder, storage, TuneOptions(verify=verify, trials=trials, wall_s=wall_s,
+                                              on_trial=on_trial))
+    study = TuningStudy(folder, storage)
+    if report:
+        study.report()
+    return study
+
+
+def load_study(folder: str | Path, storage: str | None = None) -> TuningStudy:
+    """Open an existing study folder (`storage` for one kept in a shared database)."""
+    folder = Path(folder)
+    study = TuningStudy(folder, storage)
+    study.record()  # fail now, with a clear message, if it is not a study
+    return study

@@ -247,6 +247,96 @@ def _print_bench(result) -> None:  # type: ignore[no-untyped-def]
     console.print(f"wrote {result.out_dir / 'summary.csv'}")
 
 
+@app.command()
+def tune(
+    sweep_path: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="Sweep file "
+                                               "(see sweeps/).")],
+    out: Annotated[Optional[Path], typer.Option(help="Study folder (default: results/NAME). "
+                                                "An existing study there is resumed.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="sqlite (default), journal, "
+                                                   "journal:PATH or a database URL shared by "
+                                                   "several tuners.")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, help="Exploration trials per SLA "
+                                                  "tier (overrides budget.trials).")] = None,
+    wall: Annotated[Optional[float], typer.Option(min=1, help="Exploration wall-time limit, "
+                                                  "seconds (overrides budget.wall_s).")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="tpe | nsga2 | gp | random.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampler seed.")] = None,
+    verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Verify each "
+                                                   "tier's best candidates live (default: "
+                                                   "fidelity.verify).")] = None,
+) -> None:
+    """Search the sweep's space under each SLA tier, verify the best live, write the report."""
+    from dynamo_bench import api
+
+    sweep = api.load_sweep(sweep_path)
+    if sampler is not None or seed is not None:
+        sweep = api.with_search(sweep, sampler=sampler, seed=seed)
+    folder = out or Path("results") / sweep.name
+    with _TuneProgress() as progress:
+        study = api.tune(sweep, folder, storage=storage, trials=trials, wall_s=wall,
+                         verify=verify, on_trial=progress)
+    _print_report(study.report())
+
+
+class _TuneProgress:
+    """One rich progress bar per SLA tier: trials done, best feasible value, current config."""
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
+                            TextColumn("[dim]{task.fields[config]}"), console=err_console)
+        self.bar.__enter__()
+        self.tasks: dict[str, int] = {}
+        return self
+
+    def __call__(self, tier: str, done: int, total: int, best: float | None,
+                 config: str) -> None:
+        if tier not in self.tasks:
+            self.tasks[tier] = self.bar.add_task(tier, total=total, best="-", config="")
+        shown = f"{best:,.0f} tok/s/GPU" if best is not None else "-"
+        self.bar.update(self.tasks[tier], completed=done, total=total, config=config[:60],
+                        **({"best": shown} if best is not None or done else {}))
+
+    def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+        return self.bar.__exit__(*exc)
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="Study folder written by `tune`.")],
+    storage: Annotated[Optional[str], typer.Option(help="Read this storage instead of the "
+                                                   "one the folder names.")] = None,
+) -> None:
+    """Regenerate every file of a study folder from its storage alone."""
+    from dynamo_bench import api
+
+    _print_report(api.write_report(folder, storage=storage))
+
+
+def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title=f"{rep.folder}", box=None)
+    for c in ("tier", "answer", "GPUs", "load", "predicted tok/s/GPU", "verified tok/s/GPU",
+              "verdict"):
+        table.add_column(c, justify="left" if c in ("tier", "answer", "verdict") else "right")
+    for tier, c in rep.choices.items():
+        if c.best is None:
+            table.add_row(tier, "[red]no configuration meets the SLA[/red]", "-", "-", "-", "-",
+                          (c.closest["reason"] if c.closest is not None else "") or "")
+            continue
+        b = c.best
+        verdict = "not verified" if b.verified is None else (
+            "meets SLA live" if b.verified_ok else f"[red]{b.verified['reason']}[/red]")
+        table.add_row(tier, str(b.row["config"]), str(int(b.row["gpus"])),
+                      _fmt(b.row["best_load"], 0), _fmt(b.predicted),
+                      _fmt(b.verified_value), verdict)
+    console.print(table)
+    console.print(f"deployable files in {rep.folder / 'best'}/<tier>/; plots and tables in "
+                  f"{rep.folder}")
+
+
 def _ints(text: str, field: str) -> list[int]:
     return [int(x) for x in _numbers(text, field, integer=True)]
 

@@ -105,3 +105,60 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
             hi = p
     out.best, out.above, out.limited_by = lo, hi, "sla"
     return out
+
+
+def search_down(evaluate: Callable[[float], Probe[T]], *, high: float, low: float = 1,
+                integer: bool = True, max_probes: int = 4) -> SearchOutcome[T]:
+    """Confirm `high` meets the SLA, or walk down to the highest load that does.
+
+    For checking a prediction: the first probe is `high`; if it fails, the load is halved until
+    one meets the SLA (not below `low`), then the gap is bisected while probes remain.
+    `limited_by` is "limit" when `high` itself holds, "sla" when bracketed, "budget" when the
+    probes ran out, "infeasible" when even `low` fails, "client" when a probe is unusable.
+    """
+    out: SearchOutcome[T] = SearchOutcome()
+
+    def run(x: float) -> Probe[T]:
+        p = evaluate(x)
+        out.probes.append(p)
+        return p
+
+    p = run(high)
+    if not p.usable:
+        out.limited_by, out.above = "client", p
+        return out
+    if p.feasible:
+        out.best, out.limited_by = p, "limit"
+        return out
+    hi, lo = p, None
+    while lo is None:
+        if len(out.probes) >= max_probes:
+            out.above, out.limited_by = hi, "budget"
+            return out
+        if hi.load <= low:
+            out.above, out.limited_by = hi, "infeasible"
+            return out
+        x = max(low, math.floor(hi.load / 2) if integer else hi.load / 2)
+        p = run(x)
+        if not p.usable:
+            out.above, out.limited_by = p, "client"
+            return out
+        if p.feasible:
+            lo = p
+        else:
+            hi = p
+    while (hi.load - lo.load > 1 if integer else hi.load - lo.load > 0.05 * lo.load):
+        if len(out.probes) >= max_probes:
+            out.best, out.above, out.limited_by = lo, hi, "budget"
+            return out
+        mid = (lo.load + hi.load) / 2
+        p = run(math.floor(mid) if integer else mid)
+        if not p.usable:
+            out.best, out.above, out.limited_by = lo, p, "client"
+            return out
+        if p.feasible:
+            lo = p
+        else:
+            hi = p
+    out.best, out.above, out.limited_by = lo, hi, "sla"
+    return out

@@ -1,0 +1,5 @@
+"""Reports: pure functions of a study's tables, and the writers of its files."""
+
+from dynamo_bench.report.files import Report, write_report
+
+__all__ = ["Report", "write_report"]

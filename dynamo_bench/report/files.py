@@ -1,0 +1,210 @@
+"""Write a study's files from its storage alone: tables, Pareto plot, best configs per tier.
+
+    results/<study>/
+      trials.parquet, trials.csv     one row per trial (params, fidelity, metrics, state, reason)
+      pareto.csv, pareto.png         every load point, feasible or not, with the front per tier
+      best/<tier>/deployment.yaml    runs with `dynamo-bench serve`
+      best/<tier>/launch.sh          the plain commands
+      best/<tier>/k8s.yaml           a DynamoGraphDeployment
+      best/<tier>/tables/            the timing tables the mocker used (simulated backends)
+      best/<tier>/summary.md         the config, predicted and verified metrics, the runner-up
+
+`write_report` rewrites all of it; nothing else in the folder is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from dynamo_bench.errors import UserError
+from dynamo_bench.perf.timing import tables_for
+from dynamo_bench.report.best import Candidate, Choice, choose
+from dynamo_bench.report.pareto import front_table
+from dynamo_bench.report.plots import pareto_figure
+from dynamo_bench.serving.k8s import dgd_manifest
+from dynamo_bench.serving.model_dir import resolve_model
+from dynamo_bench.serving.script import launch_script
+from dynamo_bench.specs.deployment import DeploymentSpec
+from dynamo_bench.tune.records import StudyRecord, load_study
+
+
+@dataclass
+class Report:
+    """What `write_report` wrote and decided."""
+
+    folder: Path
+    choices: dict[str, Choice]
+    files: list[Path] = field(default_factory=list)
+
+
+def _k8s_name(text: str) -> str:
+    name = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    while "--" in name:
+        name = name.replace("--", "-")
+    return name[:63].strip("-") or "deployment"
+
+
+def best_spec(record: StudyRecord, tier: str, cand: Candidate) -> DeploymentSpec:
+    data = dict(cand.deployment)
+    data["name"] = _k8s_name(f"{record.sweep.name}-{tier}")
+    return DeploymentSpec.model_validate(data)
+
+
+def write_best(record: StudyRecord, choice: Choice, dest: Path) -> list[Path]:
+    """Write `best/<tier>/` for one tier (only summary.md when nothing met the SLA)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    files = []
+    if choice.best is not None:
+        spec = best_spec(record, choice.tier, choice.best)
+        dep = dest / "deployment.yaml"
+        dep.write_text(f"# {choice.tier}: {record.slas[choice.tier]} (study "
+                       f"{record.sweep.name}, trial {choice.best.trial})\n"
+                       + yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True),
+                                        sort_keys=False))
+        files.append(dep)
+        simulated = spec.backend == "mocker"
+        model = resolve_model(spec.model, simulated=simulated)
+        tables, table_files = {}, {}
+        if simulated:
+            tables = tables_for(spec, model)
+            (dest / "tables").mkdir()
+            for role, t in tables.items():
+                for src in (t.path, t.path.with_suffix(".json")):
+                    if src.exists():
+                        shutil.copy2(src, dest / "tables" / src.name)
+                        files.append(dest / "tables" / src.name)
+                table_files[role] = f"tables/{t.path.name}"
+        script = dest / "launch.sh"
+        script.write_text(launch_script(spec, model, tables=tables, table_files=table_files,
+                                        header=f"dynamo-bench study {record.sweep.name}, "
+                                        f"SLA tier {choice.tier}: {record.slas[choice.tier]}"))
+        script.chmod(0o755)
+        k8s = dest / "k8s.yaml"
+        k8s.write_text(yaml.safe_dump(dgd_manifest(spec), sort_keys=False))
+        files += [script, k8s]
+    summary = dest / "summary.md"
+    summary.write_text(summary_markdown(record, choice))
+    files.append(summary)
+    return files
+
+
+def _metrics_line(point: dict[str, Any] | None) -> str:
+    if not point:
+        return "n/a"
+    def f(k: str, d: int = 1) -> str:
+        v = point.get(k)
+        return "n/a" if v is None or pd.isna(v) else f"{v:.{d}f}"
+    return (f"concurrency {point.get('load', point.get('concurrency'))}: TTFT p90 "
+            f"{f('ttft_ms_p90')} ms, ITL p90 {f('itl_ms_p90', 2)} ms, "
+            f"{f('output_tok_s_per_gpu')} output tok/s per GPU, "
+            f"{f('output_tok_s_per_user')} tok/s per user")
+
+
+def _point(record: StudyRecord, tier: str, kind: str, trial: int,
+           load: float | None) -> dict[str, Any] | None:
+    p = record.points
+    if p.empty:
+        return None
+    sub = p[(p["tier"] == tier) & (p["kind"] == kind) & (p["trial"] == trial)]
+    if load is not None:
+        sub = sub[sub["load"] == load]
+    return sub.iloc[-1].to_dict() if not sub.empty else None
+
+
+def summary_markdown(record: StudyRecord, choice: Choice) -> str:
+    tier, sla = choice.tier, record.slas[choice.tier]
+    s = record.sweep
+    lines = [f"# {s.name}: SLA tier `{tier}`", "",
+             f"- SLA: `{sla}`",
+             f"- Model {s.deployment['model']} on {s.deployment.get('gpu', 'h100_sxm')}, "
+             f"backend {s.backend}, at most {s.budget.gpus} GPUs",
+             f"- Workload: ISL {s.workload.isl.mean if s.workload.isl else 'trace'}, "
+             f"OSL {s.workload.osl.mean if s.workload.osl else 'trace'}", ""]
+    ex = record.tier_trials(tier, "explore")
+    lines.append(f"Explored {len(ex)} trials ({(ex['status'] == 'complete').sum()} met the "
+                 f"SLA, {(ex['status'] == 'infeasible').sum()} did not, "
+                 f"{(ex['status'] == 'failed').sum()} failed).")
+    lines.append("")
+    if choice.best is None:
+        lines += ["## No configuration met this SLA", ""]
+        if choice.closest is not None:
+            c = choice.closest
+            lines += [f"Closest: trial {int(c['trial'])} ({c['config']}): {c['reason']}.", ""]
+        lines.append("Relax the SLA, allow more GPUs, or widen the space.")
+        return "\n".join(lines) + "\n"
+    b = choice.best
+    predicted = _point(record, tier, "explore", b.trial, b.row["best_load"])
+    lines += ["## Answer", "", f"**{b.row['config']}** ({int(b.row['gpus'])} GPUs, trial "
+              f"{b.trial})", "",
+              f"- Predicted ({b.row['fidelity']}): {_metrics_line(predicted)}"]
+    if b.verified is not None:
+        v = _point(record, tier, "verify", int(b.verified["trial"]), None)
+        status = "meets the SLA" if b.verified_ok else f"**{b.verified['reason']}**"
+        lines.append(f"- Verified (live): {_metrics_line(v)}; {status}")
+        if predicted and v:
+            diffs = []
+            for k, label in (("ttft_ms_p90", "TTFT p90"), ("itl_ms_p90", "ITL p90"),
+                             ("output_tok_s_per_gpu", "tok/s per GPU")):
+                if predicted.get(k) and v.get(k) is not None:
+                    diffs.append(f"{label} {(v[k] / predicted[k] - 1) * 100:+.1f}%")
+            lines.append("- Live vs predicted: " + ", ".join(diffs))
+    else:
+        lines.append("- Not verified live (run without --verify none to verify)")
+    lines += ["", "Files: `deployment.yaml` (`dynamo-bench serve deployment.yaml`), "
+              "`launch.sh`, `k8s.yaml`" + (", `tables/`" if record.sweep.backend == "mocker"
+                                          else "") + ".", ""]
+    if choice.runner_up is not None:
+        r = choice.runner_up
+        lines += ["## Runner-up", "", f"{r.row['config']} (trial {r.trial}): "
+                  f"{choice.why_runner_up_lost}.", ""]
+    return "\n".join(lines)
+
+
+def write_report(folder: str | Path, storage: str | None = None) -> Report:
+    """Regenerate every file of the study folder from its storage (see the module doc)."""
+    folder = Path(folder)
+    record = load_study(folder, storage)
+    if record.trials.empty:
+        raise UserError(f"{folder}: the study has no trials yet")
+    report = Report(folder, {})
+    trials = record.trials.copy()
+    for col in ("started", "completed"):
+        trials[col] = pd.to_datetime(trials[col])
+    trials.to_parquet(folder / "trials.parquet", index=False)
+    trials.to_csv(folder / "trials.csv", index=False)
+    report.files += [folder / "trials.parquet", folder / "trials.csv"]
+    front = front_table(record.points)
+    front.to_csv(folder / "pareto.csv", index=False)
+    report.files.append(folder / "pareto.csv")
+    tiers = list(record.slas)
+    chosen: dict[str, tuple[int, float] | None] = {}
+    for tier in tiers:
+        choice = choose(record, tier)
+        report.choices[tier] = choice
+        chosen[tier] = (choice.best.trial, choice.best.row["best_load"]) \
+            if choice.best is not None else None
+        report.files += write_best(record, choice, folder / "best" / tier)
+    fig = pareto_figure(front, tiers, {t: str(s) for t, s in record.slas.items()}, chosen)
+    fig.savefig(folder / "pareto.png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    report.files.append(folder / "pareto.png")
+    (folder / "report.json").write_text(json.dumps(
+        {"tiers": {t: (None if c.best is None else {
+            "trial": c.best.trial, "config": c.best.row["config"],
+            "predicted_tok_s_per_gpu": c.best.predicted,
+            "verified_tok_s_per_gpu": c.best.verified_value,
+            "verified_ok": c.best.verified_ok if c.best.verified is not None else None})
+            for t, c in report.choices.items()}}, indent=2) + "\n")
+    report.files.append(folder / "report.json")
+    return report

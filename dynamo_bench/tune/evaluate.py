@@ -1,0 +1,237 @@
+"""Evaluators: one deployment + one SLA tier -> an `Evaluation` (the trial's whole record).
+
+An evaluator runs the per-trial load search (bracket then bisect on concurrency) at one
+fidelity: `ReplayEvaluator` in Dynamo's offline replay (milliseconds per probe), `LiveEvaluator`
+on a real stack loaded by AIPerf. Whatever happens, `evaluate` returns: a deployment that does
+not fit is `infeasible` with the memory verdict before anything runs; a launch failure, a worker
+death, an AIPerf failure or a saturated load client is `failed` with the reason.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from dynamo_bench.errors import DynamoBenchError, UserError
+from dynamo_bench.loadgen.search import Probe, SearchOutcome, search_down, search_max_load
+from dynamo_bench.perf.timing import DoesNotFitError
+from dynamo_bench.specs.deployment import DeploymentSpec
+from dynamo_bench.specs.metrics import Metrics
+from dynamo_bench.specs.sla import SLA
+from dynamo_bench.specs.workload import WorkloadSpec
+from dynamo_bench.tune.sweep import LoadSearch
+
+Status = Literal["complete", "infeasible", "failed"]
+Fidelity = Literal["replay", "live"]
+
+#: Metrics kept for every probe in the study storage (the rest stay in the run folders).
+POINT_FIELDS = (
+    "concurrency", "request_rate", "gpus", "ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p99",
+    "ttft_ms_mean", "itl_ms_p50", "itl_ms_p90", "itl_ms_p99", "itl_ms_mean", "e2e_ms_p50",
+    "e2e_ms_p90", "output_tok_s", "output_tok_s_per_gpu", "output_tok_s_per_user", "request_s",
+    "goodput_request_s", "requests", "errors", "error_rate", "prefix_cache_hit_rate",
+    "client_saturated", "saturation_reason", "time_base", "source", "duration_s")
+
+
+@dataclass
+class Evaluation:
+    """What one trial found. `points` are the probes in the order they ran (dicts of
+    `POINT_FIELDS` plus `load`, `feasible`, `usable`); `best` is the feasible probe with the
+    highest output throughput per GPU."""
+
+    status: Status
+    fidelity: Fidelity
+    reason: str | None = None
+    points: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    limited_by: str | None = None
+    elapsed_s: float = 0.0
+    gpu_hours: float = 0.0
+    memory_shortfall: float = 0.0
+
+    def to_attrs(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Evaluation:
+        return cls(**{k: attrs[k] for k in cls.__dataclass_fields__ if k in attrs})
+
+
+def point_row(load: float, metrics: Metrics, sla: SLA) -> dict[str, Any]:
+    row = {k: getattr(metrics, k) for k in POINT_FIELDS}
+    row.update(load=load, feasible=bool(sla.feasible(metrics)), usable=bool(metrics.usable))
+    return row
+
+
+def sla_reason(sla: SLA, metrics: Metrics, load: float, lowest: bool = True) -> str:
+    """`misses the SLA even at concurrency 1: ttft_ms_p90 412 > 300`."""
+    bad = [f"{c.key} {c.value(metrics):.4g} > {c.threshold:g}" if c.op == "<=" else
+           f"{c.key} {c.value(metrics):.4g} < {c.threshold:g}" for c in sla.violated(metrics)]
+    where = "even at" if lowest else "at"
+    return f"misses the SLA {where} concurrency {load:g}: " + ", ".join(bad)
+
+
+def _from_outcome(outcome: SearchOutcome[Metrics], sla: SLA, fidelity: Fidelity
+                  ) -> Evaluation:
+    points = [point_row(p.load, p.result, sla) for p in outcome.probes]
+    feasible = [pt for pt in points if pt["feasible"] and pt["usable"]]
+    best = max(feasible, key=lambda pt: pt["output_tok_s_per_gpu"] or 0.0, default=None)
+    ev = Evaluation("complete", fidelity, points=points, best=best,
+                    limited_by=outcome.limited_by)
+    if best is None:
+        last = outcome.probes[-1] if outcome.probes else None
+        if last is None:
+            ev.status, ev.reason = "failed", "no probe ran"
+        elif not last.usable:
+            ev.status = "failed"
+            why = last.result.saturation_reason or (
+                f"{last.result.errors} of {last.result.requests} requests failed")
+            ev.reason = f"unusable measurement at concurrency {last.load:g}: {why}"
+        else:
+            lowest = min(outcome.probes, key=lambda p: p.load)
+            ev.status = "infeasible"
+            ev.reason = sla_reason(sla, lowest.result, lowest.load,
+                                   lowest=outcome.limited_by == "infeasible")
+    return ev
+
+
+class Evaluator(abc.ABC):
+    """Measures one deployment under one SLA tier at one fidelity.
+
+    Subclasses provide `session`: a context manager in which the deployment is up and a
+    function measures it at a concurrency. The searches are shared. Contract: `evaluate` and
+    `verify` never raise for anything the deployment itself causes (no fit, crash, timeout,
+    failed requests, a saturated client); they return an `Evaluation` whose status and reason
+    say what happened. They raise only for errors outside the trial (bad input, Ctrl-C).
+    """
+
+    fidelity: Fidelity
+
+    def __init__(self, workload: WorkloadSpec, load: LoadSearch) -> None:
+        self.workload = workload
+        self.load = load
+
+    def workload_at(self, concurrency: int, index: int = 0) -> WorkloadSpec:
+        """The workload at `concurrency`, with `requests_per_slot` requests per slot and a seed
+        of its own per probe (the same prompts again would hit the prefix cache)."""
+        w = self.workload.at(concurrency=concurrency)
+        count = w.effective_request_count
+        update: dict[str, Any] = {"seed": self.workload.seed + index}
+        if count is not None:
+            update["request_count"] = max(count, math.ceil(self.load.requests_per_slot *
+                                                           concurrency))
+        return w.model_copy(update=update)
+
+    @abc.abstractmethod
+    def session(self, spec: DeploymentSpec, sla: SLA, out_dir: Path
+                ) -> contextlib.AbstractContextManager[Callable[[int], Metrics]]:
+        """Bring the deployment up; yield `measure(concurrency) -> Metrics`."""
+
+    def evaluate(self, spec: DeploymentSpec, sla: SLA, out_dir: Path) -> Evaluation:
+        """Search the highest concurrency meeting `sla`: double from `load.start`, bisect."""
+        return self._search(spec, sla, out_dir, lambda probe: search_max_load(
+            probe, start=self.load.start, limit=self.load.limit,
+            max_probes=self.load.max_probes))
+
+    def verify(self, spec: DeploymentSpec, sla: SLA, concurrency: int,
+               out_dir: Path) -> Evaluation:
+        """Check a predicted load: measure it; if it misses `sla`, walk down to one that holds."""
+        return self._search(spec, sla, out_dir, lambda probe: search_down(
+            probe, high=concurrency, low=self.load.start, max_probes=self.load.verify_probes))
+
+    def _search(self, spec: DeploymentSpec, sla: SLA, out_dir: Path,
+                strategy: Callable[[Callable[[float], Probe[Metrics]]], SearchOutcome[Metrics]]
+                ) -> Evaluation:
+        t0 = time.perf_counter()
+        try:
+            with self.session(spec, sla, out_dir) as measure:
+                def probe(x: float) -> Probe[Metrics]:
+                    m = measure(int(x))
+                    return Probe(x, sla.feasible(m), m.usable, m)
+
+                ev = _from_outcome(strategy(probe), sla, self.fidelity)
+        except DoesNotFitError as e:
+            ev = _no_fit(e, self.fidelity)
+        except UserError:  # not the deployment's fault (missing GPUs, bad model path)
+            raise
+        except DynamoBenchError as e:  # launch failure, dead worker, AIPerf failure
+            ev = Evaluation("failed", self.fidelity, reason=str(e).splitlines()[0])
+        ev.elapsed_s = time.perf_counter() - t0
+        if self.fidelity == "live" and spec.backend != "mocker":
+            ev.gpu_hours = spec.gpus * ev.elapsed_s / 3600.0
+        return ev
+
+
+class ReplayEvaluator(Evaluator):
+    """Dynamo's offline replay. Probes are cached by (deployment, concurrency): SLA tiers and
+    repeated configurations reuse them."""
+
+    fidelity: Fidelity = "replay"
+
+    def __init__(self, workload: WorkloadSpec, load: LoadSearch) -> None:
+        super().__init__(workload, load)
+        self._cache: dict[tuple[str, int], Metrics] = {}
+
+    @contextlib.contextmanager
+    def session(self, spec: DeploymentSpec, sla: SLA, out_dir: Path
+                ) -> Iterator[Callable[[int], Metrics]]:
+        from dynamo_bench.replay import replay
+
+        key = spec.model_dump_json(exclude={"name"})
+
+        def measure(concurrency: int) -> Metrics:
+            if (key, concurrency) not in self._cache:
+                self._cache[key, concurrency], _ = replay(spec, self.workload_at(concurrency))
+            return self._cache[key, concurrency]
+
+        yield measure
+
+
+def _no_fit(e: DoesNotFitError, fidelity: Fidelity) -> Evaluation:
+    fit = e.fit
+    need = fit.weights_gb + fit.reserve_gb
+    shortfall = max(need / fit.usable_gb - 1.0, 0.0) if fit.usable_gb > 0 else 1.0
+    return Evaluation("infeasible", fidelity, reason=f"does not fit: {e}",
+                      memory_shortfall=shortfall or 1e-3)
+
+
+class LiveEvaluator(Evaluator):
+    """A real stack (the deployment's backend) loaded by real AIPerf; one stack per search.
+
+    Run folders (AIPerf artifacts, every process log) are kept under `out_dir`. A worker that
+    dies fails the trial with its name and exit status. GPU-hours are counted for GPU backends.
+    """
+
+    fidelity: Fidelity = "live"
+
+    @contextlib.contextmanager
+    def session(self, spec: DeploymentSpec, sla: SLA, out_dir: Path
+                ) -> Iterator[Callable[[int], Metrics]]:
+        from dynamo_bench.api import target_for
+        from dynamo_bench.loadgen.bench import measure as run_point
+        from dynamo_bench.serving.stack import Stack
+
+        with Stack(spec, run_dir=out_dir / "stack") as stack:
+            target = target_for(stack)
+            index = 0
+
+            def measure(concurrency: int) -> Metrics:
+                nonlocal index
+                w = self.workload_at(concurrency, index)
+                index += 1
+                try:
+                    point = run_point(target, w, out_dir / f"concurrency_{concurrency:04d}",
+                                      sla=sla, deployment=spec)
+                except DynamoBenchError:
+                    stack.ensure_alive()  # a dead worker is the better explanation
+                    raise
+                stack.ensure_alive()
+                return point.metrics
+
+            yield measure

@@ -1,0 +1,295 @@
+"""The sweep file: what to search, under which budget, for which workload and SLA tiers.
+
+    name: quickstart
+    deployment: {model: Qwen3-0.6B, backend: mocker, gpu: h100_sxm}   # fixed in every trial
+    budget: {gpus: 4, gpus_per_worker: 2, trials: 40, wall_s: 300, patience: 15}
+    space:
+      mode: [agg, disagg]
+      tp: [1, 2]                     # every role; `prefill:` / `decode:` / `agg:` override
+      block_size: [16, 32, 64]
+      max_num_seqs: [32, 64, 128]
+      router: {mode: [kv, round-robin], overlap_score_credit: {low: 0.0, high: 2.0}}
+    workload: workloads/chat.yaml      # a path (relative to this file) or an inline mapping
+    sla:
+      interactive: ttft_ms.p90<=300,itl_ms.p90<=15
+      batch: ttft_ms.p90<=2000,itl_ms.p90<=50
+
+`load_sweep` is the one boundary where such a file becomes a validated `SweepSpec`: every
+mistake (unknown parameter, empty list, low > high, a budget smaller than one worker, an unknown
+SLA metric, a deployment knob the backend rejects) is one `SpecError` naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from dynamo_bench.errors import SpecError
+from dynamo_bench.specs.base import Strict, field_error
+from dynamo_bench.specs.deployment import Backend, DeploymentSpec, Mode, RouterMode, WorkerGroup
+from dynamo_bench.specs.loading import describe_validation_error, parse_spec, read_yaml
+from dynamo_bench.specs.sla import SLA, parse_sla
+from dynamo_bench.specs.workload import WorkloadSpec
+
+Scalar = int | float | bool | str
+
+
+class Range(Strict):
+    """A numeric range searched by Optuna: integers when `low`, `high` (and `step`) are integers."""
+
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise field_error("high", f"{self.high:g} is invalid: must be >= low ({self.low:g})")
+        if self.log and self.low <= 0:
+            raise field_error("low", f"{self.low:g} is invalid: a log range needs low > 0")
+        if self.log and self.step is not None:
+            raise field_error("step", "a log range takes no step (remove step or log)")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return all(float(v).is_integer() for v in (self.low, self.high, self.step or 1))
+
+
+Values = list[Scalar] | Range
+
+
+def _nonempty(v: Any) -> Any:
+    if isinstance(v, list) and not v:
+        raise ValueError("is an empty list: give at least one value")
+    if isinstance(v, list) and len(set(map(repr, v))) != len(v):
+        raise ValueError(f"{v} repeats a value")
+    return v
+
+
+class RoleSpace(Strict):
+    """Engine knobs searched for one worker role (None: inherit the space-wide choice)."""
+
+    tp: list[int] | None = None
+    pp: list[int] | None = None
+    max_num_seqs: Values | None = None
+    max_num_batched_tokens: Values | None = None
+    enable_chunked_prefill: list[bool] | None = None
+
+    _check = field_validator("*")(classmethod(lambda cls, v: _nonempty(v)))
+
+
+class RouterSpace(Strict):
+    """Router choices; the KV weights are searched only in trials whose mode is `kv`."""
+
+    mode: list[RouterMode] = ["kv"]
+    overlap_score_credit: Values | None = None
+    temperature: Values | None = None
+
+    _check = field_validator("*")(classmethod(lambda cls, v: _nonempty(v)))
+
+
+class SpaceSpec(Strict):
+    """The knobs searched. A list is a categorical choice, `{low, high}` a range.
+
+    Replicas are not listed: every (tp, pp, replicas) layout that fits `budget` is a choice.
+    """
+
+    mode: list[Mode] = ["agg"]
+    tp: list[int] = [1]
+    pp: list[int] = [1]
+    block_size: list[int] | None = None
+    max_num_seqs: Values | None = None
+    max_num_batched_tokens: Values | None = None
+    enable_prefix_caching: list[bool] | None = None
+    enable_chunked_prefill: list[bool] | None = None
+    agg: RoleSpace = RoleSpace()
+    prefill: RoleSpace = RoleSpace()
+    decode: RoleSpace = RoleSpace()
+    router: RouterSpace = RouterSpace()
+
+    _check = field_validator("mode", "tp", "pp", "block_size", "max_num_seqs",
+                             "max_num_batched_tokens", "enable_prefix_caching",
+                             "enable_chunked_prefill")(classmethod(lambda cls, v: _nonempty(v)))
+
+    @field_validator("tp", "pp")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        bad = [x for x in v if x < 1]
+        if bad:
+            raise ValueError(f"{bad[0]} is invalid: must be >= 1")
+        return v
+
+
+class Budget(Strict):
+    """GPUs a deployment may use and how much searching to do."""
+
+    gpus: int = Field(ge=1, description="most GPUs one deployment may use")
+    min_gpus: int = Field(1, ge=1, description="fewest GPUs one deployment may use")
+    gpus_per_worker: int | None = Field(None, ge=1, description="largest tp x pp of a worker")
+    max_replicas: int | None = Field(None, ge=1, description="most workers in one role")
+    trials: int = Field(40, ge=1, description="exploration trials per SLA tier")
+    wall_s: float | None = Field(None, gt=0, description="wall-time limit of the exploration")
+    gpu_hours: float | None = Field(None, gt=0, description="limit on live GPU-backend trials")
+    patience: int | None = Field(None, ge=1, description="stop a tier after this many trials "
+                                 "without a better feasible value")
+
+    @model_validator(mode="after")
+    def _order(self) -> Budget:
+        if self.min_gpus > self.gpus:
+            raise field_error("min_gpus", f"{self.min_gpus} is invalid: must be <= gpus "
+                              f"({self.gpus})")
+        return self
+
+
+class Fidelity(Strict):
+    """Which evaluator explores and which verifies (see DESIGN: one search, three fidelities)."""
+
+    explore: Literal["replay", "live"] = "replay"
+    verify: Literal["live", "none"] = "live"
+    verify_top: int = Field(2, ge=1, description="best distinct candidates verified per tier")
+
+
+class LoadSearch(Strict):
+    """The per-trial load search: concurrency doubled from `start` up to `limit`, then bisected."""
+
+    start: int = Field(1, ge=1)
+    limit: int = Field(256, ge=1)
+    max_probes: int = Field(8, ge=1)
+    requests_per_slot: float = Field(8.0, gt=0, description=(
+        "requests per unit of concurrency in a probe (at least the workload's request_count);"
+        " the same in replay and live, so predictions and verifications compare"))
+    verify_probes: int = Field(4, ge=1, description=(
+        "live probes a verification may spend walking down from the predicted load"))
+
+    @model_validator(mode="after")
+    def _order(self) -> LoadSearch:
+        if self.start > self.limit:
+            raise field_error("limit", f"{self.limit} is invalid: must be >= start "
+                              f"({self.start})")
+        return self
+
+
+class SearchSettings(Strict):
+    """The Optuna sampler and its seed; `start_points` guesses from the performance model."""
+
+    sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
+    seed: int = 0
+    start_points: int = Field(3, ge=0)
+
+
+class SweepSpec(Strict):
+    """A whole tuning study; see the module docstring for the file format."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+                      description="lowercase letters, digits and '-'")
+    deployment: dict[str, Any] = Field(description="the DeploymentSpec fields every trial "
+                                       "shares (model, backend, gpu, precision, timing, ...)")
+    worker_defaults: dict[str, Any] = Field(default_factory=dict, description=(
+        "WorkerGroup fields every worker group shares and the space does not search "
+        "(gpu_memory_utilization, speedup_ratio, kv_connector, ...)"))
+    budget: Budget
+    space: SpaceSpec = SpaceSpec()
+    workload: WorkloadSpec
+    sla: dict[str, str] = Field(min_length=1, description="tier name -> SLA string")
+    objective: Literal["throughput_per_gpu", "pareto"] = "throughput_per_gpu"
+    fidelity: Fidelity = Fidelity()
+    load: LoadSearch = LoadSearch()
+    search: SearchSettings = SearchSettings()
+    storage: str | None = Field(None, description="sqlite (default, in the study folder), "
+                                "journal, or a database URL (postgresql://...)")
+
+    @field_validator("deployment")
+    @classmethod
+    def _fixed_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        searched = {"mode", "workers", "router"} & set(v)
+        if searched:
+            raise ValueError(f"{sorted(searched)[0]!r} is searched: set it under space, not "
+                             "deployment")
+        if "model" not in v:
+            raise ValueError("needs a model (a catalogue name or a model directory)")
+        return v
+
+    @field_validator("sla")
+    @classmethod
+    def _tiers(cls, v: dict[str, str]) -> dict[str, str]:
+        for tier, text in v.items():
+            if not tier.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"tier name {tier!r} is invalid: use letters, digits, - and _")
+            parse_sla(str(text), tier, f"sla.{tier}")  # the SpecError names the tier
+        return v
+
+    @property
+    def backend(self) -> Backend:
+        return self.deployment.get("backend", "mocker")
+
+    def slas(self) -> dict[str, SLA]:
+        """SLA tiers in file order."""
+        return {tier: parse_sla(text, tier, f"sla.{tier}") for tier, text in self.sla.items()}
+
+
+def parse_sweep(data: Any, source: str | None = None, base_dir: Path | None = None) -> SweepSpec:
+    """Validate loaded YAML as a `SweepSpec`; a `workload:` path is read relative to `base_dir`.
+
+    Raises `SpecError` (one line, naming the field) for anything wrong, including a space in
+    which no layout fits the budget and deployment fields the backend rejects.
+    """
+    if isinstance(data, dict) and isinstance(data.get("workload"), str):
+        wpath = Path(data["workload"]).expanduser()
+        if not wpath.is_absolute() and base_dir is not None:
+            wpath = base_dir / wpath
+        try:
+            data = {**data, "workload": read_yaml(wpath)}
+        except SpecError as e:
+            raise SpecError("workload", f"{wpath}: {e.message}", source) from None
+    try:
+        sweep = parse_spec(SweepSpec, data, source)
+    except SpecError as e:
+        # a SpecError raised by a validator (an SLA tier) arrives wrapped: keep its own field
+        raise _unwrap(e, source) from None
+    from dynamo_bench.tune.space import check_space  # the space needs the sweep type
+
+    try:
+        _check_worker_defaults(sweep)
+        check_space(sweep)
+    except SpecError as e:
+        raise SpecError(e.field, e.message, source) from None
+    return sweep
+
+
+def _unwrap(e: SpecError, source: str | None) -> SpecError:
+    marker = "sla."
+    if e.field == "sla" or e.field.startswith(marker):
+        inner = e.message
+        if inner.startswith(marker) and ": " in inner:
+            field, msg = inner.split(": ", 1)
+            return SpecError(field, msg, source)
+    return e
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file (see the module docstring)."""
+    p = Path(path)
+    return parse_sweep(read_yaml(p), str(p), p.parent)
+
+
+def base_deployment(sweep: SweepSpec, **fields: Any) -> DeploymentSpec:
+    """A `DeploymentSpec` from the sweep's fixed fields plus `fields` (mode, workers, router)."""
+    data = {"name": sweep.name, **sweep.deployment, **fields}
+    return parse_spec(DeploymentSpec, data)
+
+
+def _check_worker_defaults(sweep: SweepSpec) -> None:
+    searched = {"replicas", "tp", "pp", "block_size", "max_num_seqs", "max_num_batched_tokens",
+                "enable_prefix_caching", "enable_chunked_prefill"} & set(sweep.worker_defaults)
+    if searched:
+        raise SpecError(f"worker_defaults.{sorted(searched)[0]}", "is a searched knob: list it "
+                        "under space instead")
+    try:
+        WorkerGroup.model_validate(sweep.worker_defaults)
+    except ValidationError as err:
+        e = describe_validation_error(WorkerGroup, err)
+        raise SpecError(f"worker_defaults.{e.field}", e.message) from None
