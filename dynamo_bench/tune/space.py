@@ -71,7 +71,7 @@ def _role_parallel(sweep: SweepSpec, role: Role) -> tuple[list[int], list[int]]:
 def worker_shapes(sweep: SweepSpec, role: Role) -> list[tuple[int, int]]:
     """(tp, pp) pairs allowed for `role` under the per-worker limit."""
     tps, pps = _role_parallel(sweep, role)
-    limit = sweep.budget.gpus_per_worker or sweep.budget.gpus
+    limit = min(sweep.budget.gpus_per_worker or sweep.budget.gpus, sweep.budget.gpus)
     return [(t, p) for t in sorted(tps) for p in sorted(pps) if t * p <= limit]
 
 
@@ -303,8 +303,9 @@ def check_space(sweep: SweepSpec) -> None:
             continue
         if not worker_shapes(sweep, role):  # type: ignore[arg-type]
             tps, pps = _role_parallel(sweep, role)  # type: ignore[arg-type]
-            limit = b.gpus_per_worker or b.gpus
-            raise SpecError("budget.gpus_per_worker" if b.gpus_per_worker else "budget.gpus",
+            per_worker = b.gpus_per_worker is not None and b.gpus_per_worker < b.gpus
+            limit = b.gpus_per_worker if per_worker else b.gpus
+            raise SpecError("budget.gpus_per_worker" if per_worker else "budget.gpus",
                             f"{limit} is smaller than one {role} worker (the smallest needs "
                             f"{min(tps) * min(pps)} GPUs: tp {min(tps)} x pp {min(pps)}); raise "
                             "the budget or allow smaller tp/pp")

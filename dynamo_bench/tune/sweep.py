@@ -22,12 +22,12 @@ SLA metric, a deployment knob the backend rejects) is one `SpecError` naming the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from dynamo_bench.errors import SpecError
-from dynamo_bench.specs.base import Strict, field_error
+from dynamo_bench.specs.base import Strict, _FieldError, field_error
 from dynamo_bench.specs.deployment import Backend, DeploymentSpec, Mode, RouterMode, WorkerGroup
 from dynamo_bench.specs.loading import describe_validation_error, parse_spec, read_yaml
 from dynamo_bench.specs.sla import SLA, parse_sla
@@ -39,9 +39,9 @@ Scalar = int | float | bool | str
 class Range(Strict):
     """A numeric range searched by Optuna: integers when `low`, `high` (and `step`) are integers."""
 
-    low: float
-    high: float
-    step: float | None = Field(None, gt=0)
+    low: int | float
+    high: int | float
+    step: int | float | None = Field(None, gt=0)
     log: bool = False
 
     @model_validator(mode="after")
@@ -56,10 +56,33 @@ class Range(Strict):
 
     @property
     def integer(self) -> bool:
-        return all(float(v).is_integer() for v in (self.low, self.high, self.step or 1))
+        """Integers searched when low, high (and step) are written as integers (`2`, not `2.0`)."""
+        return all(isinstance(v, int) and not isinstance(v, bool)
+                   for v in (self.low, self.high, self.step or 1))
 
 
-Values = list[Scalar] | Range
+def _values(v: Any) -> Any:
+    """A list of choices or a `{low, high}` range, with errors that name the bad part."""
+    if isinstance(v, Range):
+        return v
+    if isinstance(v, dict):
+        try:
+            return Range.model_validate(v)
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            pinned = first.get("ctx", {}).get("error")
+            if isinstance(pinned, _FieldError):
+                raise pinned from None
+            where = ".".join(str(p) for p in first["loc"])
+            text = "unknown field (allowed: low, high, step, log)" \
+                if first["type"] == "extra_forbidden" else first["msg"]
+            raise field_error(where, text) from None
+    if isinstance(v, list):
+        return _nonempty(v)
+    raise ValueError(f"{v!r} is invalid: give a list of values or a range {{low: ..., high: ...}}")
+
+
+Values = Annotated[list[Scalar] | Range, BeforeValidator(_values)]
 
 
 def _nonempty(v: Any) -> Any:

@@ -145,6 +145,7 @@ class Tuner:
         self.trials = o.trials or sweep.budget.trials
         self.wall_s = o.wall_s or sweep.budget.wall_s
         self.tuner = tuner_id()
+        optuna.logging.set_verbosity(logging.ERROR)  # progress is reported via on_trial
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -183,7 +184,6 @@ class Tuner:
 
     def run(self) -> None:
         """Explore every tier, then verify; resumes whatever the storage already holds."""
-        optuna.logging.set_verbosity(logging.ERROR)
         self._write_study_file()
         deadline = time.monotonic() + self.wall_s if self.wall_s else None
         tiers = list(self.slas)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynamo_bench.loadgen.search import Probe, search_max_load
+from dynamo_bench.loadgen.search import Probe, search_down, search_max_load
 
 
 def system(boundary: float, saturates_at: float = float("inf")):
@@ -63,3 +63,37 @@ def test_budget() -> None:
     out = search_max_load(evaluate, start=1, limit=256, max_probes=7)
     assert out.limited_by == "budget" and len(calls) == 7
     assert out.best is not None and out.best.feasible
+
+
+# -- search_down: checking a predicted load ----------------------------------------------------
+
+def _boundary(b: float):
+    calls: list[float] = []
+
+    def evaluate(x: float) -> Probe[float]:
+        calls.append(x)
+        return Probe(x, x <= b, True, x)
+
+    return evaluate, calls
+
+
+def test_search_down_confirms_a_good_prediction_with_one_probe() -> None:
+    ev, calls = _boundary(16)
+    out = search_down(ev, high=16)
+    assert out.limited_by == "limit" and out.best.load == 16 and calls == [16]
+
+
+def test_search_down_walks_to_the_boundary() -> None:
+    ev, calls = _boundary(11)
+    out = search_down(ev, high=32, max_probes=8)
+    assert out.best.load == 11 and out.above.load == 12 and out.limited_by == "sla"
+    assert calls[:3] == [32, 16, 8]
+
+
+def test_search_down_gives_up_within_budget_or_at_the_floor() -> None:
+    ev, calls = _boundary(0)
+    out = search_down(ev, high=8, low=1, max_probes=10)
+    assert out.best is None and out.limited_by == "infeasible" and calls == [8, 4, 2, 1]
+    ev, calls = _boundary(3)
+    out = search_down(ev, high=64, max_probes=3)
+    assert out.best is None and out.limited_by == "budget" and len(calls) == 3

@@ -1,0 +1,216 @@
+"""Tuning in replay (no processes): studies, constraints, resume, budgets, reports."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from dynamo_bench import api
+from dynamo_bench.cli import main
+from dynamo_bench.errors import SpecError
+from dynamo_bench.specs import load_deployment
+from dynamo_bench.tune.sweep import parse_sweep
+from dynamo_bench.tune.tuner import TuneOptions, Tuner, since_improvement
+
+SWEEP: dict[str, Any] = {
+    "name": "unit", "deployment": {"model": "Qwen3-8B", "gpu": "h100_sxm"},
+    "budget": {"gpus": 2, "trials": 12},
+    "space": {"mode": ["agg", "disagg"], "tp": [1, 2], "max_num_seqs": [16, 64],
+              "router": {"mode": ["kv", "round-robin"]}},
+    "workload": {"isl": {"mean": 512}, "osl": {"mean": 64}, "concurrency": 1,
+                 "request_count": 32},
+    "sla": {"interactive": "ttft_ms.p90<=200,itl_ms.p90<=6",
+            "batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"},
+    "load": {"limit": 64},
+    "fidelity": {"verify": "none"},
+}
+
+
+def sweep_with(**changes: Any):
+    data = copy.deepcopy(SWEEP)
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = data
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return parse_sweep(data)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> api.TuningStudy:
+    return api.tune(sweep_with(), tmp_path_factory.mktemp("study") / "unit")
+
+
+def test_a_study_folder_holds_every_file(study: api.TuningStudy) -> None:
+    f = study.folder
+    for name in ("study.yaml", "study.db", "trials.parquet", "trials.csv", "pareto.csv",
+                 "pareto.png", "report.json"):
+        assert (f / name).is_file(), name
+    assert (f / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    trials = study.trials()
+    explore = trials[trials["kind"] == "explore"]
+    assert explore.groupby("tier").size().to_dict() == {"interactive": 12, "batch": 12}
+    assert set(explore["fidelity"]) == {"replay"}
+    assert set(explore["status"]) <= {"complete", "infeasible", "failed"}
+    for _, trials_of_tier in explore.groupby("tier"):
+        assert sorted(trials_of_tier["trial"]) == list(range(12))
+    for tier in ("interactive", "batch"):
+        d = f / "best" / tier
+        spec = load_deployment(d / "deployment.yaml")
+        assert spec.gpus <= 2 and spec.name == f"unit-{tier}"
+        assert subprocess.run(["bash", "-n", str(d / "launch.sh")]).returncode == 0
+        manifest = yaml.safe_load((d / "k8s.yaml").read_text())
+        assert manifest["kind"] == "DynamoGraphDeployment"
+        assert list((d / "tables").glob("*.npz"))
+        text = (d / "summary.md").read_text()
+        assert "## Answer" in text and study.best(tier).best.row["config"] in text
+
+
+def test_best_is_the_highest_feasible_value(study: api.TuningStudy) -> None:
+    for tier in study.tiers:
+        t = study.trials(tier)
+        ok = t[(t["kind"] == "explore") & (t["status"] == "complete")]
+        choice = study.best(tier)
+        assert choice.best.predicted == ok["value"].max()
+        # the answer's own load point meets the SLA
+        sla = study.record().slas[tier]
+        row = choice.best.row
+        assert row["best_ttft_ms_p90"] <= sla.constraints[0].threshold
+        assert row["best_itl_ms_p90"] <= sla.constraints[1].threshold
+
+
+def test_constraints_are_recorded_for_feasible_and_infeasible_trials(
+        study: api.TuningStudy) -> None:
+    storage = f"sqlite:///{study.folder / 'study.db'}"
+    s = optuna.load_study(study_name="unit.interactive", storage=storage)
+    statuses = set()
+    for t in s.trials:
+        c = t.constraints if hasattr(t, "constraints") else None
+        c = c or {k.split(":", 1)[1]: v for k, v in t.system_attrs.items()
+                  if k.startswith("constraints:")}
+        assert set(c) == {"ttft_ms_p90", "itl_ms_p90", "memory"}
+        status = t.user_attrs["status"]
+        statuses.add(status)
+        if status == "complete":
+            assert max(c.values()) <= 0
+        else:
+            assert max(c.values()) > 0 and t.values == [0.0]
+    assert statuses == {"complete", "infeasible"}  # this tier has both
+
+
+def test_report_regenerates_from_the_storage_alone(study: api.TuningStudy) -> None:
+    f = study.folder
+    before = pd.read_csv(f / "trials.csv")
+    best_before = (f / "best" / "batch" / "deployment.yaml").read_text()
+    for name in ("trials.parquet", "trials.csv", "pareto.csv", "pareto.png", "report.json"):
+        (f / name).unlink()
+    import shutil
+    shutil.rmtree(f / "best")
+    with pytest.raises(SystemExit) as code:
+        main(["report", str(f)])
+    assert code.value.code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(f / "trials.csv"), before)
+    assert (f / "best" / "batch" / "deployment.yaml").read_text() == best_before
+    assert pd.read_parquet(f / "trials.parquet").shape[0] == before.shape[0]
+
+
+def test_memory_misfits_are_infeasible_before_anything_runs(tmp_path: Path) -> None:
+    sweep = parse_sweep({**copy.deepcopy(SWEEP), "name": "fit",
+                         "deployment": {"model": "Llama-3.1-70B", "gpu": "h100_sxm"},
+                         "budget": {"gpus": 4, "trials": 8},
+                         "space": {"mode": ["agg"], "tp": [1, 4]},
+                         "search": {"sampler": "random", "seed": 1},
+                         "sla": {"batch": "ttft_ms.p90<=5000,itl_ms.p90<=100"}})
+    study = api.tune(sweep, tmp_path / "fit")
+    t = study.trials()
+    misfit = t[t["reason"].fillna("").str.startswith("does not fit")]
+    assert len(misfit) > 0
+    assert set(misfit["config"].str.extract(r"tp(\d)")[0]) == {"1"}
+    assert all(json.loads(c)["memory"] > 0 for c in misfit["constraints"])
+    assert misfit["best_load"].isna().all()  # no probe ran
+    assert "weights" in misfit["reason"].iloc[0] or "GB" in misfit["reason"].iloc[0]
+
+
+def test_no_feasible_point_is_an_answer_not_a_crash(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "impossible.yaml"
+    data = copy.deepcopy(SWEEP)
+    data["sla"] = {"impossible": "ttft_ms.p90<=0.01"}
+    data["budget"]["trials"] = 5
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit) as code:
+        main(["tune", str(path), "--out", str(tmp_path / "out")])
+    assert code.value.code == 0
+    assert "no configuration meets the SLA" in capsys.readouterr().out
+    summary = (tmp_path / "out" / "best" / "impossible" / "summary.md").read_text()
+    assert "No configuration met this SLA" in summary and "Closest: trial" in summary
+    assert not (tmp_path / "out" / "best" / "impossible" / "deployment.yaml").exists()
+
+
+def test_a_second_run_resumes_the_study(tmp_path: Path) -> None:
+    sweep = sweep_with(sla={"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"})
+    api.tune(sweep, tmp_path / "s", trials=4, report=False)
+    study = api.tune(sweep, tmp_path / "s", trials=9)
+    t = study.trials()
+    assert sorted(t["trial"]) == list(range(9))
+    assert t["start_point"].sum() == 3  # enqueued once, on the first run only
+    other = sweep_with(sla={"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"},
+                       space__tp=[1])
+    with pytest.raises(SpecError) as err:
+        api.tune(other, tmp_path / "s")
+    assert "different sweep" in str(err.value)
+
+
+def test_patience_stops_a_tier_early(tmp_path: Path) -> None:
+    sweep = sweep_with(budget__trials=40, budget__patience=4,
+                       sla={"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"})
+    study = api.tune(sweep, tmp_path / "p", report=False)
+    t = study.trials()
+    assert len(t) < 40
+    storage = f"sqlite:///{tmp_path / 'p' / 'study.db'}"
+    s = optuna.load_study(study_name="unit.batch", storage=storage)
+    assert since_improvement(s.trials) == 4
+
+
+def test_pareto_objective_and_journal_storage(tmp_path: Path) -> None:
+    sweep = sweep_with(objective="pareto", storage="journal", budget__trials=6,
+                       sla={"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"})
+    study = api.tune(sweep, tmp_path / "j")
+    assert (tmp_path / "j" / "study.journal").is_file()
+    assert not (tmp_path / "j" / "study.db").exists()
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "j" / "study.journal")))
+    s = optuna.load_study(study_name="unit.batch", storage=storage)
+    assert len(s.directions) == 2
+    assert all(len(t.values) == 2 for t in s.trials if t.values)
+    assert not study.pareto("batch").empty
+
+
+def test_a_crashed_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    from dynamo_bench.tune.evaluate import Evaluation, ReplayEvaluator
+
+    sweep = sweep_with(budget__trials=5, sla={"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"})
+
+    class Flaky(ReplayEvaluator):
+        calls = 0
+
+        def evaluate(self, spec, sla, out_dir):  # type: ignore[no-untyped-def]
+            Flaky.calls += 1
+            if Flaky.calls == 2:
+                return Evaluation("failed", "replay", reason="worker died: agg-0 exited -9")
+            return super().evaluate(spec, sla, out_dir)
+
+    Tuner(sweep, tmp_path / "c", options=TuneOptions(
+        explore_evaluator=Flaky(sweep.workload, sweep.load))).run()
+    t = api.load_study(tmp_path / "c").trials()
+    failed = t[t["state"] == "FAIL"]
+    assert len(failed) == 1 and failed["reason"].iloc[0] == "worker died: agg-0 exited -9"
+    assert (t["state"] == "COMPLETE").sum() == 4
