@@ -9,8 +9,11 @@ heartbeat (SQL storages only), and re-queued so the study loses nothing.
 
 from __future__ import annotations
 
+import datetime
 import os
+import random
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from dynamo_bench.errors import SpecError
 HEARTBEAT_S = 10
 GRACE_S = 60
 TUNER_ATTR = "tuner"
+ORPHAN_S = 30
 
 
 def storage_url(setting: str | None, folder: Path) -> str:
@@ -53,16 +57,25 @@ def open_storage(url: str) -> BaseStorage:
     if url.startswith("sqlite:"):
         # several processes on one SQLite file: wait for the lock instead of failing at once
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    try:
-        with warnings.catch_warnings():  # the heartbeat is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                              heartbeat_stale_trial_callback=_requeue, **kwargs)
-    except (ImportError, ModuleNotFoundError) as e:
-        raise SpecError("storage", f"cannot open {url.split('://')[0]} storage: {e}") from None
-    except Exception as e:  # sqlalchemy's OperationalError and friends: say it in one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SpecError("storage", f"cannot open {_redact(url)}: {msg}") from None
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                  heartbeat_stale_trial_callback=_requeue, **kwargs)
+        except (ImportError, ModuleNotFoundError) as e:
+            raise SpecError("storage", f"cannot open {url.split('://')[0]} storage: {e}") \
+                from None
+        except Exception as e:  # sqlalchemy's errors: say it in one line
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            # two tuners creating the schema of an empty database at once: one wins, the
+            # other sees a duplicate; the schema exists after a moment
+            if attempt < 5 and any(w in msg for w in ("duplicate key", "already exists",
+                                                      "UniqueViolation", "IntegrityError")):
+                time.sleep(0.2 + random.random() * (attempt + 1))
+                continue
+            raise SpecError("storage", f"cannot open {_redact(url)}: {msg}") from None
+    raise AssertionError("unreachable")
 
 
 def _redact(url: str) -> str:
@@ -95,7 +108,8 @@ def _alive_here(tuner: str) -> bool | None:
 def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Put an interrupted trial's parameters back in the queue (once)."""
     attrs = {k: v for k, v in trial.user_attrs.items() if k in ("start_point", "verifies")}
-    study.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
+    params = trial.params or trial.system_attrs.get("fixed_params") or {}
+    study.enqueue_trial(params, user_attrs={**attrs, "retry_of": trial.number})
 
 
 def recover_interrupted(study: optuna.Study) -> list[int]:
@@ -105,12 +119,18 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
         optuna.storages.fail_stale_trials(study)  # other hosts, by heartbeat (SQL storages)
     storage = study._storage
     recovered = []
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _alive_here(t.user_attrs.get(TUNER_ATTR, "")) is False:
+        tuner = t.user_attrs.get(TUNER_ATTR)
+        # without a tuner id the trial's creator died within moments of creating it
+        orphan = tuner is None and t.datetime_start is not None and \
+            (now - t.datetime_start).total_seconds() > ORPHAN_S
+        if orphan or (tuner is not None and _alive_here(tuner) is False):
             storage.set_trial_user_attr(t._trial_id, "reason",
                                         "interrupted: its tuner process is gone (re-queued)")
             storage.set_trial_user_attr(t._trial_id, "status", "failed")
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                _requeue(study, t)
+                if t.params or t.system_attrs.get("fixed_params"):
+                    _requeue(study, t)
                 recovered.append(t.number)
     return recovered

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -54,6 +55,33 @@ SCHEMA_VERSION = 1
 OnTrial = Callable[[str, int, int, float | None, str], None]
 
 
+class _Tagging(optuna.samplers.BaseSampler):
+    """Delegates to a sampler; stamps each new trial with its tuner's id the moment Optuna
+    creates it, so a trial whose tuner dies at any point afterwards can be recovered."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler, tuner: str) -> None:
+        self.inner, self.tuner = inner, tuner
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, TUNER_ATTR, self.tuner)
+        self.inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):  # type: ignore[no-untyped-def]
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):  # type: ignore[no-untyped-def]
+        return self.inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, name, distribution):  # type: ignore[no-untyped-def]
+        return self.inner.sample_independent(study, trial, name, distribution)
+
+    def after_trial(self, study, trial, state, values):  # type: ignore[no-untyped-def]
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
 class TrialFailed(DynamoBenchError):
     """Raised inside the objective so Optuna records the trial as FAIL (reason in user attrs)."""
 
@@ -62,31 +90,31 @@ def study_name(sweep_name: str, tier: str, verify: bool = False) -> str:
     return f"{sweep_name}.{tier}" + (".verify" if verify else "")
 
 
-def make_sampler(sweep: SweepSpec) -> optuna.samplers.BaseSampler:
+def make_sampler(sweep: SweepSpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sweep's sampler, seeded. TPE is multivariate and grouped: the conditional
     parameters of agg and disagg trials are modelled separately."""
     with warnings.catch_warnings():  # multivariate/group are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _sampler(sweep)
+        return _sampler(sweep, sweep.search.seed + seed_offset)
 
 
-def _sampler(sweep: SweepSpec) -> optuna.samplers.BaseSampler:
+def _sampler(sweep: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
     s = sweep.search
     if s.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True,
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           n_startup_trials=min(10, max(3, sweep.budget.trials
                                                                         // 5)))
     if s.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(
-            seed=s.seed, population_size=max(8, min(50, sweep.budget.trials // 5)))
+            seed=seed, population_size=max(8, min(50, sweep.budget.trials // 5)))
     if s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     try:
         import torch  # noqa: F401  (GPSampler needs it)
     except ImportError:
         raise SpecError("search.sampler", "gp needs PyTorch (pip install torch); choose tpe, "
                         "nsga2 or random") from None
-    return optuna.samplers.GPSampler(seed=s.seed)
+    return optuna.samplers.GPSampler(seed=seed)
 
 
 def _directions(sweep: SweepSpec) -> list[str]:
@@ -161,24 +189,41 @@ class Tuner:
                                 f"{old['storage']} (use that storage or another --out)")
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    def _open(self, tier: str, verify: bool = False) -> optuna.Study:
+    def _open(self, tier: str, verify: bool = False) -> tuple[optuna.Study, bool]:
+        """The tier's study and whether this call created it.
+
+        Only the creator (one process, even when several tuners start together) sets the
+        study's attributes and enqueues the start points, and it samples with the sweep's
+        seed; a tuner joining an existing study offsets the seed by its PID so that two
+        tuners do not propose the same sequence.
+        """
         storage = open_storage(self.url)
         name = study_name(self.sweep.name, tier, verify)
-        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
-                                    sampler=make_sampler(self.sweep),
-                                    directions=_directions(self.sweep))
         sweep_json = self.sweep.model_dump(mode="json")
-        stored = study.user_attrs.get("sweep")
-        if stored is None:
+        try:
+            study = optuna.create_study(storage=storage, study_name=name,
+                                        sampler=_Tagging(make_sampler(self.sweep), self.tuner),
+                                        directions=_directions(self.sweep))
+            created = True
             study.set_user_attr("schema_version", SCHEMA_VERSION)
-            study.set_user_attr("sweep", sweep_json)
             study.set_user_attr("tier", tier)
             study.set_user_attr("sla", str(self.slas[tier]))
+            study.set_user_attr("sweep", sweep_json)  # last: marks the study complete
+        except optuna.exceptions.DuplicatedStudyError:
+            created = False
+            sampler = make_sampler(self.sweep, os.getpid() % 10007 + 1)
+            study = optuna.load_study(storage=storage, study_name=name,
+                                      sampler=_Tagging(sampler, self.tuner))
+        stored = study.user_attrs.get("sweep")
+        if stored is None:  # its creator died before finishing the set-up
+            for key, value in (("schema_version", SCHEMA_VERSION), ("tier", tier),
+                               ("sla", str(self.slas[tier])), ("sweep", sweep_json)):
+                study.set_user_attr(key, value)
         elif _comparable(stored) != _comparable(sweep_json):
             raise SpecError("sweep", f"study {name!r} in {self.url} was started from a "
                             "different sweep (same name, other settings); use another --out "
                             "or name")
-        return study
+        return study, created
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -199,10 +244,10 @@ class Tuner:
                 self.verify(tier)
 
     def explore(self, tier: str, timeout: float | None = None) -> optuna.Study:
-        study = self._open(tier)
+        study, created = self._open(tier)
         recover_interrupted(study)
         sla = self.slas[tier]
-        if not study.trials:
+        if created:
             arch = ModelArch.from_dir(resolve_model(self.sweep.deployment["model"],
                                                     simulated=True))
             for g in start_points(self.sweep, sla, arch, self.sweep.search.start_points):
@@ -218,7 +263,6 @@ class Tuner:
 
     def _objective(self, trial: optuna.Trial, tier: str, sla: SLA) -> list[float] | float:
         knobs = suggest_params(trial, self.sweep)
-        trial.set_user_attr(TUNER_ATTR, self.tuner)
         trial.set_user_attr("fidelity", self.explorer.fidelity)
         trial.set_user_attr("config", describe(knobs))
         spec = deployment_for(self.sweep, knobs)
@@ -248,8 +292,8 @@ class Tuner:
 
     def verify(self, tier: str) -> None:
         """Re-measure the best distinct feasible candidates live at their predicted load."""
-        explored = self._open(tier)
-        study = self._open(tier, verify=True)
+        explored, _ = self._open(tier)
+        study, _ = self._open(tier, verify=True)
         recover_interrupted(study)
         sla = self.slas[tier]
         done = {t.user_attrs.get("verifies") for t in study.trials
@@ -277,7 +321,7 @@ class Tuner:
         predicted = Evaluation.from_attrs(cand.user_attrs["evaluation"])
         assert predicted.best is not None
         load = int(predicted.best["load"])
-        for k, v in ((TUNER_ATTR, self.tuner), ("fidelity", self.verifier.fidelity),
+        for k, v in (("fidelity", self.verifier.fidelity),
                      ("config", describe(knobs)), ("predicted", predicted.best),
                      ("deployment", spec.model_dump(mode="json", exclude_none=True))):
             trial.set_user_attr(k, v)
@@ -302,6 +346,7 @@ class _Budget:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         sweep = self.tuner.sweep
+        recover_interrupted(study)  # a tuner sharing the study may have died meanwhile
         trials = study.get_trials(deepcopy=False)
         done = _explored(study, trials)
         best = best_value(trials)
