@@ -1,22 +1,46 @@
 """dynamo-bench: launch, measure and tune NVIDIA Dynamo deployments.
 
-The public API lives in `dynamo_bench.api` and is re-exported here.
+The public API (the calls the CLI and the notebooks make) lives in `dynamo_bench.api` and is
+re-exported here:
+
+    import dynamo_bench as db
+    study = db.tune("sweeps/quickstart.yaml", "results/quickstart")
+    study.answers()                 # the answer per SLA tier (DataFrame)
+
+Specs: `load_deployment`, `load_workload`, `load_sweep`, `sweep_from`, `parse_sla`.
+Serving: `serve` (a `Stack` context manager), `check_stack`, `k8s_manifest`, `make_model_dir`.
+Measuring: `bench`, `load_point`, `target_for`, `external_target`.
+Tuning: `tune`, `load_study` (a `TuningStudy`: trials, points, pareto, best, answers, report),
+`write_report`, `pareto_front`.
+Performance model: `predict`, `write_tables`, `profile` (+ `ProfilePlan`).
 """
 
 from dynamo_bench.api import (
     BenchResult,
     CheckResult,
+    PerfReport,
+    ProfileOutcome,
+    ProfilePlan,
+    TuningStudy,
     bench,
     check_stack,
     external_target,
     k8s_manifest,
     load_deployment,
     load_point,
+    load_study,
+    load_sweep,
     load_workload,
     make_model_dir,
     parse_sla,
+    predict,
+    profile,
     serve,
+    sweep_from,
     target_for,
+    tune,
+    write_report,
+    write_tables,
 )
 from dynamo_bench.errors import (
     DynamoBenchError,
@@ -25,13 +49,24 @@ from dynamo_bench.errors import (
     SpecError,
     UserError,
 )
+from dynamo_bench.report.pareto import pareto_front
 from dynamo_bench.serving.stack import Stack, WorkerDiedError
 from dynamo_bench.specs import SLA, DeploymentSpec, Metrics, WorkerGroup, WorkloadSpec
+from dynamo_bench.tune.sweep import SweepSpec
 
 __all__ = [
-    "BenchResult", "bench", "external_target", "load_point", "load_workload", "parse_sla",
-    "target_for", "SLA", "WorkloadSpec", "Metrics",
-    "CheckResult", "DeploymentSpec", "DynamoBenchError", "LaunchError", "ResourceError",
-    "SpecError", "Stack", "UserError", "WorkerDiedError", "WorkerGroup", "check_stack",
-    "k8s_manifest", "load_deployment", "make_model_dir", "serve",
+    # specs
+    "DeploymentSpec", "WorkerGroup", "WorkloadSpec", "SweepSpec", "SLA", "Metrics",
+    "load_deployment", "load_workload", "load_sweep", "sweep_from", "parse_sla",
+    # serving
+    "Stack", "serve", "check_stack", "CheckResult", "k8s_manifest", "make_model_dir",
+    # measuring
+    "bench", "BenchResult", "load_point", "target_for", "external_target",
+    # tuning and reports
+    "tune", "load_study", "TuningStudy", "write_report", "pareto_front",
+    # performance model
+    "predict", "PerfReport", "write_tables", "profile", "ProfilePlan", "ProfileOutcome",
+    # errors
+    "DynamoBenchError", "UserError", "SpecError", "ResourceError", "LaunchError",
+    "WorkerDiedError",
 ]

@@ -13,7 +13,7 @@ import contextlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ from dynamo_bench.tune.records import StudyRecord
 from dynamo_bench.tune.records import load_study as _load_record
 from dynamo_bench.tune.sweep import SweepSpec
 from dynamo_bench.tune.sweep import load_sweep as _load_sweep
+from dynamo_bench.tune.sweep import parse_sweep
+from dynamo_bench.specs.loading import read_yaml
 from dynamo_bench.tune.tuner import OnTrial, TuneOptions
 from dynamo_bench.tune.tuner import tune as _tune
 from pydantic import ValidationError
@@ -301,6 +303,12 @@ class ProfileOutcome:
     tables_path: Path
     result: ProfileResult
     tables: dict[str, Any]
+    baseline_tables: dict[str, Any] = field(default_factory=dict)
+    """The tables the stack ran on while being profiled (the built-in model's), to compare."""
+
+    def points(self) -> pd.DataFrame:
+        """The measured points (points.csv): prefill TTFT by ISL, decode step by batch."""
+        return pd.read_csv(self.out_dir / "points.csv")
 
 
 def profile(spec: DeploymentSpec, out: str | Path, plan: ProfilePlan | None = None,
@@ -344,7 +352,7 @@ def profile(spec: DeploymentSpec, out: str | Path, plan: ProfilePlan | None = No
         [{"kind": "decode", "batch": p.batch, "context": p.context, "itl_ms": p.itl_ms}
          for p in result.decode]
     pd.DataFrame(rows).to_csv(out_dir / "points.csv", index=False)
-    return ProfileOutcome(out_dir, path, result, tables)
+    return ProfileOutcome(out_dir, path, result, tables, baseline_tables=grids)
 
 
 # -- tuning ----------------------------------------------------------------------------------
@@ -406,13 +414,34 @@ class TuningStudy:
         p = self.points(tier)
         return p[(p["kind"] == "explore") & p["on_front"]].sort_values("output_tok_s_per_user")
 
+    def answers(self) -> pd.DataFrame:
+        """One row per SLA tier: the answer, predicted and verified throughput, verdict."""
+        rows = []
+        record = self.record()
+        for tier in record.slas:
+            c = _choose(record, tier)
+            b = c.best
+            rows.append({
+                "tier": tier, "sla": str(record.slas[tier]),
+                "config": b.row["config"] if b else None,
+                "gpus": int(b.row["gpus"]) if b else None,
+                "concurrency": b.row["best_load"] if b else None,
+                "predicted_tok_s_per_gpu": b.predicted if b else None,
+                "verified_tok_s_per_gpu": b.verified_value if b else None,
+                "verdict": ("no configuration meets the SLA" if b is None else
+                            "not verified" if b.verified is None else
+                            "meets the SLA live" if b.verified_ok else b.verified["reason"]),
+                "files": str(self.folder / "best" / tier) if b else None})
+        return pd.DataFrame(rows)
+
     def best(self, tier: str) -> Choice:
         """The answer for `tier` (`Choice.best` is None when nothing met the SLA)."""
         return _choose(self.record(), tier)
 
-    def report(self) -> Report:
-        """Write the study's files (tables, Pareto plot, best/<tier>/) from the storage."""
-        return write_report(self.folder, storage=self.storage)
+    def report(self, html: bool = True) -> Report:
+        """Write the study's files (tables, Pareto plot, best/<tier>/, report.html) from the
+        storage."""
+        return write_report(self.folder, storage=self.storage, html=html)
 
 
 def tune(sweep: SweepSpec | str | Path, folder: str | Path | None = None, *,
@@ -441,3 +470,56 @@ def load_study(folder: str | Path, storage: str | None = None) -> TuningStudy:
     study = TuningStudy(folder, storage)
     study.record()  # fail now, with a clear message, if it is not a study
     return study
+
+
+def sweep_from(base: str | Path | SweepSpec = "sweeps/quickstart.yaml", *,
+               name: str | None = None, model: str | None = None, gpu: str | None = None,
+               backend: str | None = None, gpus: int | None = None,
+               workload: str | Path | dict[str, Any] | None = None,
+               sla: dict[str, str] | None = None, trials: int | None = None,
+               mode: list[str] | None = None, explore: str | None = None,
+               verify: bool | None = None, **space: Any) -> SweepSpec:
+    """A sweep file with the usual knobs replaced, validated like the file itself.
+
+        sweep = db.sweep_from("sweeps/quickstart.yaml", model="Qwen3-8B", gpus=2,
+                              sla={"chat": "ttft_ms.p90<=300,itl_ms.p90<=20"}, trials=20)
+
+    `workload` is a workload file, or a mapping of `WorkloadSpec` fields to change in the
+    base's workload (e.g. `{"isl": {"mean": 4096}}`); other keywords replace `space` entries
+    (`tp=[1, 2]`, `block_size=[32]`). Raises `SpecError` naming the argument on bad input.
+    """
+    if isinstance(base, SweepSpec):
+        data, base_dir = base.model_dump(mode="json"), None
+    else:
+        base_dir = Path(base).parent
+        data = read_yaml(base)
+        if not isinstance(data, dict):
+            raise SpecError("base", f"{base} is not a sweep file")
+        if isinstance(data.get("workload"), str):
+            data["workload"] = read_yaml(base_dir / data["workload"])
+    data = json.loads(json.dumps(data))
+    if name is not None:
+        data["name"] = name
+    for key, value in (("model", model), ("gpu", gpu), ("backend", backend)):
+        if value is not None:
+            data.setdefault("deployment", {})[key] = value
+    if gpus is not None:
+        data.setdefault("budget", {})["gpus"] = gpus
+    if trials is not None:
+        data.setdefault("budget", {})["trials"] = trials
+    if workload is not None:
+        if isinstance(workload, dict):
+            data["workload"] = {**data.get("workload", {}), **workload}
+        else:
+            data["workload"] = read_yaml(workload)
+    if sla is not None:
+        data["sla"] = sla
+    if mode is not None:
+        data.setdefault("space", {})["mode"] = mode
+    if explore is not None:
+        data.setdefault("fidelity", {})["explore"] = explore
+    if verify is not None:
+        data.setdefault("fidelity", {})["verify"] = "live" if verify else "none"
+    for key, value in space.items():
+        data.setdefault("space", {})[key] = value
+    return parse_sweep(data, base_dir=base_dir)

@@ -23,6 +23,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Benchmark and tune NVIDIA Dynamo deployments.")
 model_app = typer.Typer(no_args_is_help=True, help="Local model directories.")
 app.add_typer(model_app, name="model")
+notebook_app = typer.Typer(no_args_is_help=True, help="The notebooks in notebooks/ "
+                           "(papermill).")
+app.add_typer(notebook_app, name="notebook")
 # Tables are wide: do not wrap them at 80 columns when output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
@@ -309,11 +312,16 @@ def report(
     folder: Annotated[Path, typer.Argument(help="Study folder written by `tune`.")],
     storage: Annotated[Optional[str], typer.Option(help="Read this storage instead of the "
                                                    "one the folder names.")] = None,
+    html: Annotated[bool, typer.Option("--html", help="Also write report.html (one "
+                                       "self-contained page).")] = False,
 ) -> None:
     """Regenerate every file of a study folder from its storage alone."""
     from dynamo_bench import api
 
-    _print_report(api.write_report(folder, storage=storage))
+    rep = api.write_report(folder, storage=storage, html=html)
+    _print_report(rep)
+    if html:
+        console.print(f"wrote {folder / 'report.html'}")
 
 
 def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
@@ -426,6 +434,59 @@ def model_list() -> None:
         table.add_row(m.name, m.hf_id, str(c["num_hidden_layers"]), str(c["hidden_size"]),
                       f"{c['num_attention_heads']}/{c['num_key_value_heads']}",
                       f"{experts} (top {active})" if experts else "-")
+    console.print(table)
+
+
+@notebook_app.command("run", context_settings={"allow_extra_args": True,
+                                               "ignore_unknown_options": True})
+def notebook_run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Notebook name (see `dynamo-bench notebook "
+                                        "list`).")],
+    output: Annotated[Optional[Path], typer.Option(help="Where to save the executed copy "
+                                                   "(default: next to the study).")] = None,
+) -> None:
+    """Execute a notebook top to bottom with papermill and save the executed copy.
+
+    Parameters as in papermill: -p KEY VALUE (repeatable; VALUE is YAML: 8, [1, 2],
+    '{chat: "ttft_ms.p90<=300"}').
+    """
+    from dynamo_bench.notebooks import run_notebook
+
+    params = _notebook_params(list(ctx.args))
+    try:
+        path = run_notebook(name, params, output=output)
+    except DynamoBenchError as e:
+        executed = getattr(e, "executed", None)
+        if executed is not None:
+            console.print(f"executed copy (with the traceback): {executed}")
+        raise
+    console.print(f"wrote {path}")
+
+
+def _notebook_params(args: list[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    while args:
+        flag = args.pop(0)
+        if flag not in ("-p", "--parameters") or len(args) < 2:
+            raise SpecError("-p", f"expected -p KEY VALUE, got {' '.join([flag, *args[:2]])!r}")
+        key, value = args.pop(0), args.pop(0)
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise SpecError(f"-p {key}", f"{value!r} is not a YAML value") from None
+    return params
+
+
+@notebook_app.command("list")
+def notebook_list() -> None:
+    """The notebooks and their parameters."""
+    from dynamo_bench.notebooks import list_notebooks, notebook_parameters
+
+    table = Table("notebook", "parameters (defaults)", box=None)
+    for name in list_notebooks():
+        params = notebook_parameters(name)
+        table.add_row(name, ", ".join(f"{k}={v}" for k, v in params.items()))
     console.print(table)
 
 

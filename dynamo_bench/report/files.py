@@ -169,8 +169,9 @@ def summary_markdown(record: StudyRecord, choice: Choice) -> str:
     return "\n".join(lines)
 
 
-def write_report(folder: str | Path, storage: str | None = None) -> Report:
-    """Regenerate every file of the study folder from its storage (see the module doc)."""
+def write_report(folder: str | Path, storage: str | None = None, html: bool = False) -> Report:
+    """Regenerate every file of the study folder from its storage (see the module doc); with
+    `html`, also the self-contained `report.html`."""
     folder = Path(folder)
     record = load_study(folder, storage)
     if record.trials.empty:
@@ -207,4 +208,8 @@ def write_report(folder: str | Path, storage: str | None = None) -> Report:
             "verified_ok": c.best.verified_ok if c.best.verified is not None else None})
             for t, c in report.choices.items()}}, indent=2) + "\n")
     report.files.append(folder / "report.json")
+    if html:
+        from dynamo_bench.report.html import write_html
+
+        report.files.append(write_html(record, report.choices, folder / "report.html"))
     return report

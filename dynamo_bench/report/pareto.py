@@ -61,3 +61,23 @@ def hypervolume(front_x: np.ndarray, front_y: np.ndarray, ref: tuple[float, floa
             area += (a - ref[0]) * (b - top)
             top = b
     return area
+
+
+def pareto_front(points: pd.DataFrame, x: str = X, y: str = Y) -> pd.DataFrame:
+    """The rows of `points` on the front of `x` and `y` (both maximized), sorted by `x`.
+
+    Rows marked `feasible == False` or `usable == False`, when those columns exist, are left
+    out first.
+
+        >>> df = pd.DataFrame({"output_tok_s_per_user": [10, 20, 15],
+        ...                    "output_tok_s_per_gpu": [90, 40, 30]})
+        >>> pareto_front(df).index.tolist()
+        [0, 1]
+    """
+    keep = pd.Series(True, index=points.index)
+    for col in ("feasible", "usable"):
+        if col in points:
+            keep &= points[col].astype(bool)
+    cand = points[keep]
+    mask = pareto_mask(cand[x].to_numpy(dtype=float), cand[y].to_numpy(dtype=float))
+    return cand[mask].sort_values(x)

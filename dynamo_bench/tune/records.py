@@ -8,6 +8,7 @@ point measured inside a trial (`points`). Reports are pure functions of these ta
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,23 @@ def _gpus(dep: dict[str, Any]) -> int | None:
     if not workers:
         return None
     return sum(g.get("replicas", 1) * g.get("tp", 1) * g.get("pp", 1) for g in workers.values())
+
+
+def param_importances(record: StudyRecord, tier: str) -> dict[str, float]:
+    """PED-ANOVA importance of each parameter for the tier's objective (throughput per GPU),
+    most important first; {} when the study has too few finished trials to tell."""
+    study = optuna.load_study(study_name=study_name(record.sweep.name, tier),
+                              storage=open_storage(record.storage))
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(done) < 4:
+        return {}
+    try:
+        with warnings.catch_warnings():  # PED-ANOVA is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            imp = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=lambda t: t.values[0])
+    except (RuntimeError, ValueError):  # e.g. no parameter common to every trial
+        return {}
+    return {k: float(v) for k, v in imp.items()}

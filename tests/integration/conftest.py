@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,3 +27,22 @@ def spec_file():
         return load_deployment(str(REPO / "serving" / name))
 
     return load
+
+
+@dataclass
+class QuickstartRun:
+    """`dynamo-bench tune sweeps/quickstart.yaml` as a user runs it, once per session."""
+
+    out: Path
+    seconds: float
+    proc: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def quickstart(tmp_path_factory: pytest.TempPathFactory) -> QuickstartRun:
+    out = tmp_path_factory.mktemp("quickstart") / "qs"
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "dynamo_bench.cli", "tune",
+                           str(REPO / "sweeps" / "quickstart.yaml"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    return QuickstartRun(out, time.monotonic() - t0, proc)
