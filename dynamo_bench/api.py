@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from dynamo_bench.loadgen.aiperf import Target
-from dynamo_bench.loadgen.bench import LoadKind, LoadPoint, Progress, load_point, summary_table
+from dynamo_bench.loadgen.bench import (  # noqa: F401 (load_point is public)
+    LoadKind,
+    LoadPoint,
+    Progress,
+    load_point,
+    summary_table,
+)
 from dynamo_bench.loadgen.bench import find_max_load as _find_max_load
 from dynamo_bench.loadgen.bench import sweep as _sweep
 from dynamo_bench.loadgen.search import SearchOutcome
@@ -43,7 +49,13 @@ from dynamo_bench.perf.fit import fit_decode, fitted_tables
 from dynamo_bench.perf.tables import save_tables, timing_tables
 from dynamo_bench.serving.model_dir import resolve_model, write_model_dir
 from dynamo_bench.serving.stack import Stack
-from dynamo_bench.specs import SLA, DeploymentSpec, WorkloadSpec, load_spec, parse_sla
+from dynamo_bench.specs import (  # noqa: F401 (parse_sla is public)
+    SLA,
+    DeploymentSpec,
+    WorkloadSpec,
+    load_spec,
+    parse_sla,
+)
 from dynamo_bench.specs import load_deployment as _load_deployment
 from dynamo_bench.specs.loading import describe_validation_error
 from dynamo_bench.report.best import Choice
@@ -320,6 +332,11 @@ def profile(spec: DeploymentSpec, out: str | Path, plan: ProfilePlan | None = No
     `timing:` at `out/tables.npz` to run the mocker or the replay on the measured tables.
     """
     plan = plan or ProfilePlan()
+    if len(set(plan.batches)) * len(set(plan.contexts)) < 3:
+        raise SpecError("plan.batches", "the decode fit needs three or more (batch, context) "
+                        "pairs: give more batches or contexts")
+    if len(set(plan.isl)) < 2:
+        raise SpecError("plan.isl", "the prefill fit needs two or more input lengths")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     role = spec.roles()[0]

@@ -109,7 +109,8 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None,
     try:
         papermill.execute_notebook(str(src), str(dest), parameters=params, cwd=str(workdir),
                                    kernel_name="python3", progress_bar=False,
-                                   log_output=False, report_mode=False)
+                                   log_output=False, report_mode=False,
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as e:
         message = str(e.evalue).strip().splitlines()[0] if str(e.evalue).strip() else e.ename
         if e.ename in USER_ERRORS:

@@ -29,13 +29,13 @@ model = None          # e.g. "Qwen3-8B" (None: the sweep's)
 gpu = None            # e.g. "h100_sxm"
 gpus = None           # GPU budget per deployment
 workload = None       # a workload file, or None
-sla = None            # e.g. {"chat": "ttft_ms.p90<=300,itl_ms.p90<=20"}
+sla = None            # tier -> SLA, as in a sweep file (None: the sweep's tiers)
 trials = None         # exploration trials per SLA tier
 fidelity = "replay"   # how trials are explored: replay | live
 verify = True         # verify each tier's best candidates live
 out = "results/quickstart-notebook\""""),
     ("code", """import dynamo_bench as db
-from IPython.display import HTML, Image, Markdown, display
+from IPython.display import Image, Markdown, display
 
 spec = db.sweep_from(sweep, model=model, gpu=gpu, gpus=gpus, workload=workload, sla=sla,
                      trials=trials, explore=fidelity, verify=verify)

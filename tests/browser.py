@@ -8,6 +8,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from tests.system import apt_install
+
 
 def ensure_chromium() -> str:
     """The path of a Chromium binary, installing Debian's `chromium` package if needed."""
@@ -15,13 +17,7 @@ def ensure_chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    if os.geteuid() != 0:
-        raise RuntimeError("Chromium not found; install Debian's `chromium` package "
-                           "(apt-get install chromium)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-                   check=True, env=env, timeout=1200, stdout=subprocess.DEVNULL)
+    apt_install("chromium")
     found = shutil.which("chromium")
     if not found:
         raise RuntimeError("apt-get installed chromium but no chromium binary was found")

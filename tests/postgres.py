@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from tests.system import apt_install
+
 
 def _bindir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -31,14 +33,7 @@ def ensure_installed() -> Path:
     bindir = _bindir()
     if bindir is not None:
         return bindir
-    if os.geteuid() != 0:
-        raise RuntimeError("PostgreSQL server binaries not found; install Debian's "
-                           "`postgresql` package (apt-get install postgresql)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                    "postgresql"], check=True, env=env, timeout=900,
-                   stdout=subprocess.DEVNULL)
+    apt_install("postgresql")
     bindir = _bindir()
     if bindir is None:
         raise RuntimeError("apt-get installed postgresql but no initdb was found")

@@ -86,6 +86,13 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
         out.best, out.limited_by = lo, "limit"
         return out
 
+    return _bisect(run, out, lo, hi, integer=integer, rel_tol=rel_tol, max_probes=max_probes)
+
+
+def _bisect(run: Callable[[float], Probe[T]], out: SearchOutcome[T], lo: Probe[T],
+            hi: Probe[T], *, integer: bool, rel_tol: float, max_probes: int
+            ) -> SearchOutcome[T]:
+    """Narrow a bracket (`lo` feasible, `hi` not) to adjacent integers or `rel_tol`."""
     def narrow_enough(a: float, b: float) -> bool:
         return b - a <= 1 if integer else (b - a) <= rel_tol * max(a, 1e-9)
 
@@ -94,8 +101,7 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
             out.best, out.above, out.limited_by = lo, hi, "budget"
             return out
         mid = (lo.load + hi.load) / 2
-        mid = math.floor(mid) if integer else mid
-        p = run(mid)
+        p = run(math.floor(mid) if integer else mid)
         if not p.usable:
             out.best, out.above, out.limited_by = lo, p, "client"
             return out
@@ -105,7 +111,6 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
             hi = p
     out.best, out.above, out.limited_by = lo, hi, "sla"
     return out
-
 
 def search_down(evaluate: Callable[[float], Probe[T]], *, high: float, low: float = 1,
                 integer: bool = True, max_probes: int = 4) -> SearchOutcome[T]:
@@ -147,18 +152,4 @@ def search_down(evaluate: Callable[[float], Probe[T]], *, high: float, low: floa
             lo = p
         else:
             hi = p
-    while (hi.load - lo.load > 1 if integer else hi.load - lo.load > 0.05 * lo.load):
-        if len(out.probes) >= max_probes:
-            out.best, out.above, out.limited_by = lo, hi, "budget"
-            return out
-        mid = (lo.load + hi.load) / 2
-        p = run(math.floor(mid) if integer else mid)
-        if not p.usable:
-            out.best, out.above, out.limited_by = lo, p, "client"
-            return out
-        if p.feasible:
-            lo = p
-        else:
-            hi = p
-    out.best, out.above, out.limited_by = lo, hi, "sla"
-    return out
+    return _bisect(run, out, lo, hi, integer=integer, rel_tol=0.05, max_probes=max_probes)

@@ -79,7 +79,7 @@ def latency_figure(points: pd.DataFrame, curves: dict[str, list[tuple[str, int, 
                          & (points["kind"] == kind)].sort_values("load")
             if sub.empty:
                 continue
-            style = "-o" if kind == "explore" else "*"
+            style = "*" if kind == "verify" else ("--s" if label.startswith("runner") else "-o")
             for ax, metric in zip(row, ("ttft_ms_p90", "itl_ms_p90")):
                 ax.plot(sub["load"], sub[metric], style, color=color, ms=5 if kind ==
                         "explore" else 12, label=label)

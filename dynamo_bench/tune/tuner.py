@@ -34,7 +34,6 @@ from optuna.trial import TrialState
 from dynamo_bench.errors import DynamoBenchError, SpecError
 from dynamo_bench.perf.arch import ModelArch
 from dynamo_bench.serving.model_dir import resolve_model
-from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.tune.evaluate import Evaluation, Evaluator, LiveEvaluator, ReplayEvaluator
 from dynamo_bench.tune.guess import start_points
@@ -174,6 +173,7 @@ class Tuner:
         self.wall_s = o.wall_s or sweep.budget.wall_s
         self.tuner = tuner_id()
         optuna.logging.set_verbosity(logging.ERROR)  # progress is reported via on_trial
+        make_sampler(sweep)  # fail now on a sampler that cannot run here, before any file
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -265,6 +265,10 @@ class Tuner:
         knobs = suggest_params(trial, self.sweep)
         trial.set_user_attr("fidelity", self.explorer.fidelity)
         trial.set_user_attr("config", describe(knobs))
+        if self.options.on_trial:  # show what is being evaluated now
+            trials = trial.study.get_trials(deepcopy=False)
+            self.options.on_trial(tier, _explored(trial.study, trials), self.trials,
+                                  best_value(trials), describe(knobs))
         spec = deployment_for(self.sweep, knobs)
         trial.set_user_attr("deployment", spec.model_dump(mode="json", exclude_none=True))
         twin = _twin(trial, self.explorer.fidelity)
@@ -441,10 +445,6 @@ def tune(sweep: SweepSpec, folder: str | Path, storage: str | None = None,
     """Run (or resume) the study of `sweep` in `folder`; returns the folder."""
     Tuner(sweep, Path(folder), storage, options).run()
     return Path(folder)
-
-
-def load_spec_of(trial: optuna.trial.FrozenTrial) -> DeploymentSpec:
-    return DeploymentSpec.model_validate(trial.user_attrs["deployment"])
 
 
 __all__ = ["Tuner", "TuneOptions", "tune", "study_name", "knobs_from_params"]

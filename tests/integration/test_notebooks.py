@@ -99,7 +99,7 @@ def test_concurrency_sweep_notebook(tmp_path: Path) -> None:
 
 
 def test_profile_calibrate_notebook(tmp_path: Path) -> None:
-    nb = run_notebook("profile_calibrate", {"isl_points": [128, 512], "batch_points": [1, 4],
+    nb = run_notebook("profile_calibrate", {"isl_points": [128, 512], "batch_points": [1, 4, 8],
                                             "contexts": [256],
                                             "out": str(tmp_path / "pc")}, cwd=REPO)
     assert (tmp_path / "pc" / "tables.npz").is_file()
