@@ -86,7 +86,9 @@ class Stack:
                  inventory: list[str] | None = None, python: str = sys.executable) -> None:
         self.spec = spec
         self._keep_dir = run_dir is not None
-        self._run_dir_arg = Path(run_dir) if run_dir is not None else None
+        # absolute: with a relative run dir the workers register but the frontend never finds
+        # the model (404 on every request); where Dynamo resolves the path was not pinned down
+        self._run_dir_arg = Path(run_dir).resolve() if run_dir is not None else None
         self.run_dir: Path | None = None
         self.ready_timeout_s = ready_timeout_s or spec.startup_timeout_s
         self.grace_s = grace_s

@@ -152,11 +152,15 @@ def param_importances(record: StudyRecord, tier: str) -> dict[str, float]:
     if len(done) < 4:
         return {}
     try:
-        with warnings.catch_warnings():  # PED-ANOVA is marked experimental
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # a target (needed with two objectives) is minimized: negate the throughput; the
+            # evaluator warns about exactly that, which is what is wanted here
+            warnings.filterwarnings("ignore", message=".*low `target` values")
+            multi = len(study.directions) > 1
             imp = optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-                target=lambda t: t.values[0])
+                target=(lambda t: -t.values[0]) if multi else None)
     except (RuntimeError, ValueError):  # e.g. no parameter common to every trial
         return {}
     return {k: float(v) for k, v in imp.items()}

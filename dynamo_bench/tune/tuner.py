@@ -307,7 +307,9 @@ class Tuner:
                 continue
             study.enqueue_trial(cand.params, user_attrs={"verifies": cand.number},
                                 skip_if_exists=False)
-            trial = study.ask()
+            with warnings.catch_warnings():  # no heartbeat outside optimize(): the tuner id
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")  # recovers it
+                trial = study.ask()
             if _claimed_elsewhere(study, trial):
                 study.tell(trial, state=TrialState.PRUNED)
                 continue

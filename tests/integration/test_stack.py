@@ -170,3 +170,11 @@ def test_ready_waits_for_every_worker(spec_file, monkeypatch) -> None:
     with Stack(spec_file("agg_kv.yaml")) as stack:
         assert registered(stack) == {"backend": 2}
         assert stack.ready_s >= 3
+
+
+def test_a_relative_run_folder_serves(spec_file, tmp_path, monkeypatch) -> None:
+    """`--out results/x` style paths: the stack must work from a relative run folder."""
+    monkeypatch.chdir(tmp_path)
+    with Stack(spec_file("agg.yaml"), run_dir="runs/relative", ready_timeout_s=30) as stack:
+        assert check_stack(stack).completion_tokens > 0
+    assert (tmp_path / "runs" / "relative" / "logs" / "frontend.log").is_file()
