@@ -445,9 +445,7 @@ class TuningStudy:
                 "concurrency": b.row["best_load"] if b else None,
                 "predicted_tok_s_per_gpu": b.predicted if b else None,
                 "verified_tok_s_per_gpu": b.verified_value if b else None,
-                "verdict": ("no configuration meets the SLA" if b is None else
-                            "not verified" if b.verified is None else
-                            "meets the SLA live" if b.verified_ok else b.verified["reason"]),
+                "verdict": c.verdict,
                 "files": str(self.folder / "best" / tier) if b else None})
         return pd.DataFrame(rows)
 

@@ -335,8 +335,7 @@ def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
                           (c.closest["reason"] if c.closest is not None else "") or "")
             continue
         b = c.best
-        verdict = "not verified" if b.verified is None else (
-            "meets SLA live" if b.verified_ok else f"[red]{b.verified['reason']}[/red]")
+        verdict = c.verdict if b.verified_ok else f"[red]{c.verdict}[/red]"
         table.add_row(tier, str(b.row["config"]), str(int(b.row["gpus"])),
                       _fmt(b.row["best_load"], 0), _fmt(b.predicted),
                       _fmt(b.verified_value), verdict)

@@ -8,7 +8,7 @@ verification the highest predicted value wins (and the summary says it is unveri
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -56,6 +56,20 @@ class Choice:
     runner_up: Candidate | None
     why_runner_up_lost: str | None
     closest: pd.Series | None = None
+    failed_verifications: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """One phrase: what is known of the answer."""
+        b = self.best
+        if b is None:
+            return "no configuration meets the SLA"
+        if b.verified is not None:
+            return "meets the SLA live" if b.verified_ok else str(b.verified["reason"])
+        if self.failed_verifications:
+            return ("not verified: live verification failed for " +
+                    "; ".join(self.failed_verifications))
+        return "not verified"
 
 
 def ranked(record: StudyRecord, tier: str) -> list[Candidate]:
@@ -113,4 +127,7 @@ def choose(record: StudyRecord, tier: str) -> Choice:
         return Choice(tier, None, None, None, closest)
     best = cands[0]
     runner = cands[1] if len(cands) > 1 else None
-    return Choice(tier, best, runner, why_lost(best, runner) if runner is not None else None)
+    failed = [f"trial {c.trial} ({c.verified['reason']})" for c in cands
+              if c.verified is not None and not c.verified_ok]
+    return Choice(tier, best, runner, why_lost(best, runner) if runner is not None else None,
+                  failed_verifications=failed)

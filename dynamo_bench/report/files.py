@@ -158,7 +158,8 @@ def summary_markdown(record: StudyRecord, choice: Choice) -> str:
                     diffs.append(f"{label} {(v[k] / predicted[k] - 1) * 100:+.1f}%")
             lines.append("- Live vs predicted: " + ", ".join(diffs))
     else:
-        lines.append("- Not verified live (run without --verify none to verify)")
+        lines.append(f"- {choice.verdict[0].upper()}{choice.verdict[1:]} (verify with "
+                     "`dynamo-bench tune ... --verify`)")
     lines += ["", "Files: `deployment.yaml` (`dynamo-bench serve deployment.yaml`), "
               "`launch.sh`, `k8s.yaml`" + (", `tables/`" if record.sweep.backend == "mocker"
                                           else "") + ".", ""]

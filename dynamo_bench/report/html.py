@@ -168,7 +168,7 @@ def _answer(record: StudyRecord, choice: Choice) -> str:
             rows.append({"": "verified (live)", **_metric_cells(shown)})
     out.append(_table(rows, left=("",)))
     if b.verified is None:
-        out.append('<p class="muted">not verified live</p>')
+        out.append(f'<p class="muted">{html.escape(choice.verdict)}</p>')
     elif b.verified_ok:
         out.append('<p class="ok">meets the SLA live</p>')
     else:
