@@ -139,6 +139,7 @@ def run_aiperf(workload: WorkloadSpec, target: Target, run_dir: Path, *,
     Raises:
         AIPerfError: AIPerf failed, timed out, or wrote no `profile_export_aiperf.json`.
     """
+    run_dir = Path(run_dir).resolve()  # AIPerf runs in run_dir: relative paths would nest
     run_dir.mkdir(parents=True, exist_ok=True)
     artifacts = run_dir / "aiperf"
     tmp = _short_private_dir()

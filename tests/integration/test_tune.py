@@ -103,7 +103,8 @@ def test_quickstart_tunes_verifies_and_writes_deployable_files(quickstart) -> No
 
 
 def test_worker_crash_during_a_live_trial_is_recorded_and_the_study_goes_on(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative study folder, as `--out results/x` gives
     sweep = parse_sweep({
         "name": "crash", "deployment": {"model": "Qwen3-0.6B", "gpu": "h100_sxm"},
         "budget": {"gpus": 1, "trials": 2},
@@ -133,7 +134,7 @@ def test_worker_crash_during_a_live_trial_is_recorded_and_the_study_goes_on(
 
     killer = threading.Thread(target=kill_first_worker, daemon=True)
     killer.start()
-    Tuner(sweep, tmp_path / "crash", options=TuneOptions(verify=False)).run()
+    Tuner(sweep, Path("crash"), options=TuneOptions(verify=False)).run()
     killer.join(timeout=5)
     assert killed, "the worker was never found"
     trials = api.load_study(tmp_path / "crash").trials().sort_values("trial")
