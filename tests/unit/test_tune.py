@@ -177,6 +177,10 @@ def test_patience_stops_a_tier_early(tmp_path: Path) -> None:
     assert len(t) < 40
     storage = f"sqlite:///{tmp_path / 'p' / 'study.db'}"
     s = optuna.load_study(study_name="unit.batch", storage=storage)
+    values = [t.values[0] if t.user_attrs["status"] == "complete" else float("-inf")
+              for t in sorted(s.trials, key=lambda t: t.number)]
+    first_best = values.index(max(values))
+    assert len(values) - 1 - first_best == 4  # stopped exactly 4 trials after the best
     assert since_improvement(s.trials) == 4
 
 
@@ -214,3 +218,31 @@ def test_a_crashed_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> No
     failed = t[t["state"] == "FAIL"]
     assert len(failed) == 1 and failed["reason"].iloc[0] == "worker died: agg-0 exited -9"
     assert (t["state"] == "COMPLETE").sum() == 4
+
+
+def test_a_repeated_configuration_is_reused_not_re_evaluated(tmp_path: Path) -> None:
+    from dynamo_bench.tune.evaluate import ReplayEvaluator
+
+    sweep = sweep_with(budget__trials=8, space={"mode": ["agg"], "tp": [1, 2],
+                                                "max_num_seqs": [16, 64]},
+                       sla={"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"},
+                       search={"start_points": 0})
+
+    class Counting(ReplayEvaluator):
+        seen: list[str] = []
+
+        def evaluate(self, spec, sla, out_dir):  # type: ignore[no-untyped-def]
+            Counting.seen.append(spec.model_dump_json())
+            return super().evaluate(spec, sla, out_dir)
+
+    Tuner(sweep, tmp_path / "d", options=TuneOptions(
+        explore_evaluator=Counting(sweep.workload, sweep.load))).run()
+    t = api.load_study(tmp_path / "d").trials()
+    distinct = t["deployment"].nunique()
+    assert len(t) == 8 and distinct < 8  # 6 configurations in the space: some repeats
+    assert len(Counting.seen) == len(set(Counting.seen)) == distinct
+    repeats = t[t["duplicate_of"].notna()]
+    assert len(repeats) == 8 - distinct
+    for _, r in repeats.iterrows():
+        twin = t[t["trial"] == r["duplicate_of"]].iloc[0]
+        assert twin["deployment"] == r["deployment"] and twin["value"] == r["value"]

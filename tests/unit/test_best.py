@@ -1,0 +1,60 @@
+"""Choosing the answer of a tier: verified beats unverified beats failed verification."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dynamo_bench.report.best import choose
+from dynamo_bench.tune.records import StudyRecord
+from dynamo_bench.tune.sweep import parse_sweep
+from tests.unit.test_tune import SWEEP
+
+
+def _row(trial: int, kind: str, value: float | None, status: str, **extra) -> dict:
+    return {"tier": "batch", "kind": kind, "trial": trial, "state": "COMPLETE",
+            "status": status, "value": value, "config": f"config {trial}",
+            "deployment": json.dumps({"name": f"d{trial}"}), "reason": extra.pop("reason", None),
+            "verifies": extra.pop("verifies", None), "constraints": json.dumps({"m": -1.0}),
+            "best_load": 8, **extra}
+
+
+def record(rows: list[dict]) -> StudyRecord:
+    sweep = parse_sweep(SWEEP)
+    return StudyRecord(Path("."), "sqlite://", sweep, sweep.slas(), pd.DataFrame(rows),
+                       pd.DataFrame())
+
+
+def test_verified_beats_unverified_beats_failed_verification() -> None:
+    rows = [_row(0, "explore", 100.0, "complete"),        # best predicted, fails live
+            _row(1, "explore", 90.0, "complete"),         # verified, meets the SLA
+            _row(2, "explore", 95.0, "complete"),         # never verified
+            _row(3, "explore", 120.0, "infeasible", reason="misses the SLA"),
+            _row(0, "verify", 0.0, "infeasible", verifies=0, reason="live: ITL too high"),
+            _row(1, "verify", 85.0, "complete", verifies=1)]
+    c = choose(record(rows), "batch")
+    assert c.best.trial == 1 and c.best.verified_ok and c.best.verified_value == 85.0
+    assert c.runner_up.trial == 2
+    assert "not verified live" in c.why_runner_up_lost
+    assert c.verdict == "meets the SLA live"
+
+
+def test_failed_verifications_are_said_when_the_answer_is_unverified() -> None:
+    rows = [_row(0, "explore", 100.0, "complete"), _row(1, "explore", 95.0, "complete"),
+            _row(0, "verify", 0.0, "failed", verifies=0, reason="stack not ready")]
+    c = choose(record(rows), "batch")
+    assert c.best.trial == 1 and c.best.verified is None
+    assert c.verdict.startswith("not verified: live verification failed for trial 0")
+    assert "failed live verification: stack not ready" in c.why_runner_up_lost
+
+
+def test_no_feasible_trial_names_the_closest() -> None:
+    rows = [_row(0, "explore", 0.0, "infeasible", reason="far"),
+            _row(1, "explore", 0.0, "infeasible", reason="near")]
+    rows[0]["constraints"] = json.dumps({"ttft_ms_p90": 2.0, "memory": 0.0})
+    rows[1]["constraints"] = json.dumps({"ttft_ms_p90": 0.1, "memory": 0.0})
+    c = choose(record(rows), "batch")
+    assert c.best is None and c.closest["reason"] == "near"
+    assert c.verdict == "no configuration meets the SLA"
