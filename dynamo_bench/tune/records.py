@@ -157,6 +157,7 @@ def param_importances(record: StudyRecord, tier: str) -> dict[str, float]:
             # a target (needed with two objectives) is minimized: negate the throughput; the
             # evaluator warns about exactly that, which is what is wanted here
             warnings.filterwarnings("ignore", message=".*low `target` values")
+            warnings.filterwarnings("ignore", message=".*select the same set of trials")
             multi = len(study.directions) > 1
             imp = optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
