@@ -467,6 +467,11 @@ def tune(sweep: SweepSpec | str | Path, folder: str | Path | None = None, *,
 
     `folder` defaults to results/<sweep name>; `storage` to SQLite in it. `trials`, `wall_s`
     and `verify` override the sweep's budget and fidelity for this run.
+
+    Example (replay only, a few seconds):
+        >>> study = tune(sweep_from(trials=5, verify=False), "results/doc-example")
+        >>> list(study.answers()["tier"])
+        ['interactive', 'batch']
     """
     if not isinstance(sweep, SweepSpec):
         sweep = load_sweep(sweep)
@@ -480,7 +485,11 @@ def tune(sweep: SweepSpec | str | Path, folder: str | Path | None = None, *,
 
 
 def load_study(folder: str | Path, storage: str | None = None) -> TuningStudy:
-    """Open an existing study folder (`storage` for one kept in a shared database)."""
+    """Open an existing study folder (`storage` for one kept in a shared database).
+
+        study = load_study("results/quickstart")
+        study.best("batch").best.row["config"]     # the answer, from the storage alone
+    """
     folder = Path(folder)
     study = TuningStudy(folder, storage)
     study.record()  # fail now, with a clear message, if it is not a study

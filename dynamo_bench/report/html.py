@@ -230,7 +230,11 @@ def html_report(record: StudyRecord, choices: dict[str, Choice]) -> str:
                 "Objective by trial: feasible trials, infeasible ones at 0, failures, and the "
                 "best feasible value so far.", "history"),
         "<h2>Parameter importance</h2>",
-        _figure(importance_figure({t: param_importances(record, t) for t in tiers}),
+        _figure(importance_figure({t: param_importances(record, t) for t in tiers},
+                                  {t: int(((record.trials["tier"] == t)
+                                           & (record.trials["kind"] == "explore")
+                                           & (record.trials["state"] == "COMPLETE")).sum())
+                                   for t in tiers}),
                 "Which parameters explain the throughput per GPU (PED-ANOVA over the "
                 "completed trials).", "importance"),
         "<h2>Predicted vs verified</h2>",

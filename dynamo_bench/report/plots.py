@@ -125,7 +125,8 @@ def history_figure(trials: pd.DataFrame, tiers: list[str]) -> Figure:
     return fig
 
 
-def importance_figure(importances: dict[str, dict[str, float]]) -> Figure:
+def importance_figure(importances: dict[str, dict[str, float]],
+                      trials: dict[str, int] | None = None) -> Figure:
     """Horizontal bars of each tier's parameter importances (PED-ANOVA)."""
     tiers = list(importances)
     fig, axes = plt.subplots(1, max(1, len(tiers)), figsize=(5.2 * max(1, len(tiers)), 3.2),
@@ -138,7 +139,8 @@ def importance_figure(importances: dict[str, dict[str, float]]) -> Figure:
         else:
             ax.text(0.5, 0.5, "too few trials", ha="center", va="center",
                     transform=ax.transAxes)
-        ax.set_title(tier, fontsize=10)
+        n = (trials or {}).get(tier)
+        ax.set_title(tier if n is None else f"{tier} ({n} completed trials)", fontsize=10)
         ax.set_xlabel("importance")
         ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()

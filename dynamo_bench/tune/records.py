@@ -154,10 +154,10 @@ def param_importances(record: StudyRecord, tier: str) -> dict[str, float]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # a target (needed with two objectives) is minimized: negate the throughput; the
-            # evaluator warns about exactly that, which is what is wanted here
-            warnings.filterwarnings("ignore", message=".*low `target` values")
-            warnings.filterwarnings("ignore", message=".*select the same set of trials")
+            # PED-ANOVA warns when a target is given (it is minimized: hence the negation
+            # below), when few trials fall in a region and when every trial ties; the report
+            # shows the trial counts beside the importances, so these stay out of the console
+            warnings.simplefilter("ignore", UserWarning)
             multi = len(study.directions) > 1
             imp = optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
