@@ -9,7 +9,6 @@ and the saturation verdict). `load_point(folder)` reloads it without rerunning a
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,7 +90,7 @@ def load_label(workload: WorkloadSpec) -> str:
     return f"c={workload.concurrency}"
 
 
-def _folder_name(workload: WorkloadSpec) -> str:
+def run_folder_name(workload: WorkloadSpec) -> str:
     if workload.request_rate is not None:
         return f"rate_{workload.request_rate:g}"
     return f"concurrency_{workload.concurrency:04d}"
@@ -200,7 +199,7 @@ def sweep(target: Target, workload: WorkloadSpec, loads: Sequence[tuple[LoadKind
     points = []
     for i, (kind, value) in enumerate(loads):
         w = _at(workload, kind, value, i)
-        points.append(measure(target, w, out_dir / _folder_name(w), **kwargs))  # type: ignore[arg-type]
+        points.append(measure(target, w, out_dir / run_folder_name(w), **kwargs))  # type: ignore[arg-type]
     return points
 
 
@@ -212,14 +211,11 @@ def _at(workload: WorkloadSpec, kind: LoadKind, value: float, index: int) -> Wor
 
 def find_max_load(target: Target, workload: WorkloadSpec, sla: SLA, out_dir: Path, *,
                   kind: LoadKind = "concurrency", start: float = 1, limit: float = 256,
-                  max_probes: int = 10, requests_per_slot: float | None = None,
-                  **kwargs: object) -> SearchOutcome[LoadPoint]:
+                  max_probes: int = 10, **kwargs: object) -> SearchOutcome[LoadPoint]:
     """The highest load whose metrics meet `sla`: bracket by doubling, then bisect.
 
     A probe whose client saturated (or that failed entirely) stops the search: the boundary
-    above it cannot be measured on this machine, and `limited_by` says so. With
-    `requests_per_slot`, a count-based probe sends at least that many requests per unit of
-    load (so a high concurrency is held for more than one wave of requests).
+    above it cannot be measured on this machine, and `limited_by` says so.
     """
     if kind == "concurrency" and workload.request_rate is not None:
         workload = workload.at(concurrency=workload.concurrency)
@@ -229,12 +225,8 @@ def find_max_load(target: Target, workload: WorkloadSpec, sla: SLA, out_dir: Pat
     def evaluate(x: float) -> Probe[LoadPoint]:
         nonlocal probes
         w = _at(workload, kind, x, probes)
-        count = w.effective_request_count
-        if requests_per_slot is not None and count is not None:
-            w = w.model_copy(update={"request_count": max(count,
-                                                          math.ceil(requests_per_slot * x))})
         probes += 1
-        point = measure(target, w, out_dir / _folder_name(w), sla=sla, **kwargs)  # type: ignore[arg-type]
+        point = measure(target, w, out_dir / run_folder_name(w), sla=sla, **kwargs)  # type: ignore[arg-type]
         return Probe(x, sla.feasible(point.metrics), point.metrics.usable, point)
 
     return search_max_load(evaluate, start=start, limit=limit, integer=kind == "concurrency",

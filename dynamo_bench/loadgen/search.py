@@ -43,6 +43,17 @@ class SearchOutcome(Generic[T]):
     limited_by: Literal["sla", "limit", "client", "budget", "infeasible"] = "sla"
 
 
+def _recorder(evaluate: Callable[[float], Probe[T]], out: SearchOutcome[T]
+              ) -> Callable[[float], Probe[T]]:
+    """`evaluate` that also appends each probe to `out.probes`."""
+    def run(x: float) -> Probe[T]:
+        p = evaluate(x)
+        out.probes.append(p)
+        return p
+
+    return run
+
+
 def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limit: float,
                     integer: bool = True, max_probes: int = 12,
                     rel_tol: float = 0.05) -> SearchOutcome[T]:
@@ -52,11 +63,7 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
     `rel_tol` of the lower end.
     """
     out: SearchOutcome[T] = SearchOutcome()
-
-    def run(x: float) -> Probe[T]:
-        p = evaluate(x)
-        out.probes.append(p)
-        return p
+    run = _recorder(evaluate, out)
 
     p = run(start)
     if not p.usable:
@@ -122,11 +129,7 @@ def search_down(evaluate: Callable[[float], Probe[T]], *, high: float, low: floa
     probes ran out, "infeasible" when even `low` fails, "client" when a probe is unusable.
     """
     out: SearchOutcome[T] = SearchOutcome()
-
-    def run(x: float) -> Probe[T]:
-        p = evaluate(x)
-        out.probes.append(p)
-        return p
+    run = _recorder(evaluate, out)
 
     p = run(high)
     if not p.usable:

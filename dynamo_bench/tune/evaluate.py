@@ -215,6 +215,7 @@ class LiveEvaluator(Evaluator):
                 ) -> Iterator[Callable[[int], Metrics]]:
         from dynamo_bench.api import target_for
         from dynamo_bench.loadgen.bench import measure as run_point
+        from dynamo_bench.loadgen.bench import run_folder_name
         from dynamo_bench.serving.stack import Stack
 
         with Stack(spec, run_dir=out_dir / "stack") as stack:
@@ -226,8 +227,8 @@ class LiveEvaluator(Evaluator):
                 w = self.workload_at(concurrency, index)
                 index += 1
                 try:
-                    point = run_point(target, w, out_dir / f"concurrency_{concurrency:04d}",
-                                      sla=sla, deployment=spec)
+                    point = run_point(target, w, out_dir / run_folder_name(w), sla=sla,
+                                      deployment=spec)
                 except DynamoBenchError:
                     stack.ensure_alive()  # a dead worker is the better explanation
                     raise

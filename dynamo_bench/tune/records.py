@@ -120,9 +120,8 @@ def _rows(t: optuna.trial.FrozenTrial, tier: str, kind: str
         "elapsed_s": ev.get("elapsed_s"), "gpu_hours": ev.get("gpu_hours"),
         "started": t.datetime_start, "completed": t.datetime_complete,
         "tuner": ua.get("tuner"),
-        "constraints": json.dumps(t.system_attrs.get("constraints") or {
-            k.split(":", 1)[1]: v for k, v in t.system_attrs.items()
-            if k.startswith("constraints:")}),
+        "constraints": json.dumps({k.split(":", 1)[1]: v for k, v in t.system_attrs.items()
+                                   if k.startswith("constraints:")}),
         "deployment": json.dumps(dep, sort_keys=True) if dep else None,
         "predicted": json.dumps(ua["predicted"]) if "predicted" in ua else None,
     }
