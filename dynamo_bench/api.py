@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,16 +38,11 @@ from dynamo_bench.loadgen.search import SearchOutcome
 from dynamo_bench.perf.arch import ModelArch
 from dynamo_bench.perf.gpus import GPUS
 from dynamo_bench.perf.memory import Fit, memory_fit
-from dynamo_bench.perf.roofline import (
-    BACKENDS,
-    PRECISION_BYTES,
-    Hardware,
-    decode_step_ms,
-    prefill_ms,
-)
+from dynamo_bench.perf.roofline import BACKENDS, PRECISION_BYTES, Hardware
 from dynamo_bench.loadgen.profiling import ProfilePlan, ProfileResult, profile_target
 from dynamo_bench.perf.fit import fit_decode, fitted_tables
-from dynamo_bench.perf.tables import save_tables, timing_tables
+from dynamo_bench.perf.providers import WorkerQuery, chain_for, tables_from_chain
+from dynamo_bench.perf.tables import TimingTables, save_tables
 from dynamo_bench.serving.model_dir import resolve_model, write_model_dir
 from dynamo_bench.serving.stack import Stack
 from dynamo_bench.specs import (  # noqa: F401 (parse_sla is public)
@@ -263,11 +259,16 @@ class PerfReport:
     contexts: list[int]
     itl_ms: dict[int, list[float | None]]
     block_size: int
+    tables: TimingTables | None = None
+    """The worker's timing tables (None when it does not fit); `provenance` says which provider
+    of the chain made them."""
 
 
 def predict(model: str, gpu: str, *, tp: int = 1, pp: int = 1, backend: str = "vllm",
-            precision: str = "bf16", block_size: int = 64) -> PerfReport:
-    """Fit verdict, KV capacity and predicted TTFT / ITL of `model` on one tp x pp worker.
+            precision: str = "bf16", block_size: int = 64, timing: str = "auto") -> PerfReport:
+    """Fit verdict, KV capacity and predicted TTFT / ITL of `model` on one tp x pp worker,
+    read from the timing tables the provider chain (`timing`) gives for it: the numbers the
+    mocker and the replay run on.
 
     Example:
         >>> r = predict("Llama-3.1-70B", "h100_sxm", tp=4)
@@ -283,23 +284,36 @@ def predict(model: str, gpu: str, *, tp: int = 1, pp: int = 1, backend: str = "v
         raise SpecError("--precision", f"{precision!r} is invalid (bf16 or fp8)")
     if tp < 1 or pp < 1:
         raise SpecError("--tp", "tp and pp must be >= 1")
-    arch = ModelArch.from_dir(resolve_model(model, field="--model"))
+    if timing not in ("auto", "roofline", "aiconfigurator") and not timing.endswith(".npz"):
+        raise SpecError("--timing", f"{timing!r} is invalid: use auto, roofline, "
+                        "aiconfigurator or a path to an .npz file")
+    try:
+        arch = ModelArch.of(model)  # only the config is needed
+    except SpecError as e:
+        raise SpecError("--model", e.message) from None
     hw = Hardware(GPUS[gpu], tp=tp, pp=pp, precision=precision, backend=backend)  # type: ignore[arg-type]
     fit = memory_fit(arch, hw, block_size=block_size)
-    ttft = {n: prefill_ms(arch, hw, n) for n in (128, 512, 2048, 8192, 32768)}
+    if not fit.fits:
+        return PerfReport(arch, hw, fit, {}, [], {}, block_size)
+    q = WorkerQuery(model, arch, hw, kv_tokens=fit.kv_tokens,
+                    max_context=min(131072, max(fit.kv_tokens, 1024)))
+    tables = tables_from_chain(q, chain_for(timing), num_gpu_blocks=fit.num_gpu_blocks,
+                               block_size=block_size)
+    look = tables.lookup()
+    ttft = {n: look.prefill_ms(n) for n in (128, 512, 2048, 8192, 32768)}
     contexts = [1024, 4096, 16384]
     itl: dict[int, list[float | None]] = {}
     for b in (1, 8, 32, 128):
-        itl[b] = [decode_step_ms(arch, hw, b, c) if b * c <= max(fit.kv_tokens, 1) else None
+        itl[b] = [look.decode_ms(b, c) if b * c <= max(fit.kv_tokens, 1) else None
                   for c in contexts]
-    return PerfReport(arch, hw, fit, ttft, contexts, itl, block_size)
+    return PerfReport(arch, hw, fit, ttft, contexts, itl, block_size, tables)
 
 
 def write_tables(report: PerfReport, out: str | Path) -> Path:
     """Write the report's worker timing tables (NPZ + provenance JSON) to `out`."""
-    tables, fit = timing_tables(report.arch, report.hardware, block_size=report.block_size)
+    tables = report.tables
     if tables is None:
-        raise DynamoBenchError(fit.reason)
+        raise DynamoBenchError(report.fit.reason)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(tables.path, target)
@@ -461,12 +475,13 @@ class TuningStudy:
 
 def tune(sweep: SweepSpec | str | Path, folder: str | Path | None = None, *,
          storage: str | None = None, trials: int | None = None, wall_s: float | None = None,
-         verify: bool | None = None, on_trial: OnTrial | None = None,
-         report: bool = True) -> TuningStudy:
+         verify: bool | None = None, peer: bool | None = None,
+         on_trial: OnTrial | None = None, report: bool = True) -> TuningStudy:
     """Run (or resume) a tuning study and write its report; returns the study handle.
 
     `folder` defaults to results/<sweep name>; `storage` to SQLite in it. `trials`, `wall_s`
-    and `verify` override the sweep's budget and fidelity for this run.
+    and `verify` override the sweep's budget and fidelity for this run, `peer` its
+    side by side with AIConfigurator (tune/peer.py).
 
     Example (replay only, a few seconds):
         >>> study = tune(sweep_from(trials=5, verify=False), "results/doc-example")
@@ -476,12 +491,44 @@ def tune(sweep: SweepSpec | str | Path, folder: str | Path | None = None, *,
     if not isinstance(sweep, SweepSpec):
         sweep = load_sweep(sweep)
     folder = Path(folder) if folder is not None else Path("results") / sweep.name
-    _tune(sweep, folder, storage, TuneOptions(verify=verify, trials=trials, wall_s=wall_s,
-                                              on_trial=on_trial))
+    _tune(sweep, folder, storage, TuneOptions(verify=verify, peer=peer, trials=trials,
+                                              wall_s=wall_s, on_trial=on_trial))
     study = TuningStudy(folder, storage)
     if report:
         study.report()
     return study
+
+
+def compare_with_aiconfigurator(sweep: SweepSpec | str | Path, tier: str | None = None,
+                                study: str | Path | None = None) -> dict[str, Any]:
+    """AIConfigurator's picks for a sweep's question, scored by dynamo-bench's evaluators
+    (tune/peer.py), per tier (`tier`: one only). With `study` (a study folder of the same
+    sweep), its answer is scored beside them. Returns {tier: PeerComparison}."""
+    from dynamo_bench.tune.peer import compare
+
+    if not isinstance(sweep, SweepSpec):
+        sweep = load_sweep(sweep)
+    tiers = list(sweep.slas())
+    if tier is not None:
+        if tier not in tiers:
+            raise SpecError("--tier", f"{tier!r} is not a tier of {sweep.name} "
+                            f"({', '.join(tiers)})")
+        tiers = [tier]
+    record = _load_record(study) if study is not None else None
+    out: dict[str, Any] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="dbench-peer-"))
+    try:
+        for t in tiers:
+            ours = label = None
+            if record is not None:
+                choice = _choose(record, t)
+                if choice.best is not None:
+                    ours = DeploymentSpec.model_validate(choice.best.deployment)
+                    label = str(choice.best.row["config"])
+            out[t] = compare(sweep, t, ours, label, scratch / t)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
 
 
 def load_study(folder: str | Path, storage: str | None = None) -> TuningStudy:

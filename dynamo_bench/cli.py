@@ -268,6 +268,9 @@ def tune(
     verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Verify each "
                                                    "tier's best candidates live (default: "
                                                    "fidelity.verify).")] = None,
+    peer: Annotated[Optional[bool], typer.Option("--peer/--no-peer", help="Score "
+                                                 "AIConfigurator's picks beside the answer "
+                                                 "(default: the sweep's peer).")] = None,
 ) -> None:
     """Search the sweep's space under each SLA tier, verify the best live, write the report."""
     from dynamo_bench import api
@@ -278,8 +281,44 @@ def tune(
     folder = out or Path("results") / sweep.name
     with _TuneProgress() as progress:
         study = api.tune(sweep, folder, storage=storage, trials=trials, wall_s=wall,
-                         verify=verify, on_trial=progress)
-    _print_report(study.report())
+                         verify=verify, peer=peer, on_trial=progress)
+    rep = study.report()
+    _print_report(rep)
+    _print_peers(study.record())
+
+
+@app.command("peer")
+def peer_command(
+    sweep_path: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="Sweep file "
+                                               "(see sweeps/).")],
+    tier: Annotated[Optional[str], typer.Option(help="One SLA tier only.")] = None,
+    study: Annotated[Optional[Path], typer.Option(help="A study folder of this sweep: its "
+                                                  "answer is scored beside them.")] = None,
+) -> None:
+    """AIConfigurator's picks for a sweep's question, scored like dynamo-bench's own."""
+    from dynamo_bench import api
+    from dynamo_bench.tune.peer import markdown
+
+    for t, c in api.compare_with_aiconfigurator(sweep_path, tier, study).items():
+        console.print(f"[bold]{t}[/bold]")
+        console.print(markdown(c), markup=False, highlight=False)
+
+
+def _print_peers(record) -> None:  # type: ignore[no-untyped-def]
+    from dynamo_bench.tune.peer import EVALUATORS, PeerComparison
+
+    for tier, doc in record.meta.get("peer", {}).items():
+        c = PeerComparison.from_json(doc)
+        if c.skipped:
+            console.print(f"{tier}: not compared with AIConfigurator ({c.skipped})")
+            continue
+        theirs = ", ".join(f"{p.label} {p.scores['study'].tok_s_per_gpu or 0:,.1f}"
+                           for p in c.picks if p.source == "aiconfigurator"
+                           and "study" in p.scores)
+        ratios = ", ".join(f"{e} {c.ratio(e):.2f}x" for e in EVALUATORS
+                           if c.ratio(e) is not None)
+        console.print(f"{tier}: AIConfigurator's picks scored here: {theirs} tok/s/GPU; "
+                      f"ours / theirs: {ratios or '-'}")
 
 
 class _TuneProgress:
@@ -384,16 +423,24 @@ def perf(
     backend: Annotated[str, typer.Option(help="vllm, sglang, trtllm (mocker = vllm).")] = "vllm",
     precision: Annotated[str, typer.Option(help="bf16 or fp8.")] = "bf16",
     block_size: Annotated[int, typer.Option(help="KV block size.")] = 64,
+    timing: Annotated[str, typer.Option(help=(
+        "auto (measured > AIConfigurator > roofline), roofline, aiconfigurator, or an NPZ."))
+    ] = "auto",
     out: Annotated[Optional[Path], typer.Option(help="Write the timing tables (NPZ).")] = None,
 ) -> None:
     """Performance-model verdict for one worker: memory fit, KV capacity, predicted TTFT/ITL."""
     from dynamo_bench import api
 
     report = api.predict(model, gpu, tp=tp, pp=pp, backend=backend, precision=precision,
-                         block_size=block_size)
+                         block_size=block_size, timing=timing)
     console.print(report.fit.reason)
-    if not report.fit.fits:
+    if not report.fit.fits or report.tables is None:
         raise typer.Exit(1)
+    prov = report.tables.provenance
+    skipped = [f"{c['provider']} ({c['skipped']})" for c in prov.get("chain", [])
+               if "skipped" in c]
+    console.print(f"timing: {prov['provider']}" + (f"; skipped {'; '.join(skipped)}"
+                                                   if skipped else ""))
     table = Table("input tokens", "TTFT ms", box=None, title="prefill (one request)")
     for n, ms in report.ttft_ms.items():
         table.add_row(str(n), f"{ms:.1f}")

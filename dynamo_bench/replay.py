@@ -3,19 +3,31 @@
 Dynamo's replay (`dynamo.replay`) runs mocker engines and the real KV-router logic in simulated
 time, with no processes and no HTTP: thousands of requests in well under a second. It reads the
 same timing tables as live mocker launches (perf/timing.py), so a replay predicts what a live
-mocker run of the same deployment measures, minus the load client and network overheads.
+mocker run of the same deployment measures, minus the load client and network overheads. A
+vLLM, SGLang or TensorRT-LLM deployment is replayed on its own engine's timing (and SGLang with
+the mocker's SGLang scheduler).
 
-Metrics follow AIPerf's definitions so both fidelities compare directly: ITL is each request's
-mean inter-token latency ((e2e - ttft) / (output tokens - 1)), and percentiles are over requests.
+Synthetic single-turn traffic is replayed as a trace built here from the workload, request by
+request: input and output lengths drawn from the workload's distributions (seeded), shared
+prefixes as shared block hashes, arrivals from its rate and arrival pattern. Under a concurrency
+the first wave's output lengths are staggered (request i of c gets (i + 1) / c of its length),
+so later requests start spread over one request's lifetime instead of in lockstep, as AIPerf's
+concurrency ramp spreads them live. Metrics come from the steady-state window of the requests
+(loadgen/steady.py), with AIPerf's definitions (ITL is each request's mean inter-token latency,
+percentiles are over requests), so both fidelities compare directly.
 
 Approximations: the replay knows round-robin and KV routing only (random, least-loaded and
-power-of-two run as round-robin), ignores the KV router's tuning settings, and takes fixed input
-and output lengths (the workload's means).
+power-of-two run as round-robin) and ignores the KV router's tuning settings; multi-turn
+sessions are replayed with Dynamo's own synthetic sessions at the mean lengths; a request rate
+with a concurrency cap is replayed open loop, without the cap.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +35,25 @@ import numpy as np
 import pandas as pd
 
 from dynamo_bench.errors import SpecError
-from dynamo_bench.loadgen.artifacts import REQUEST_COLUMNS, goodput
+from dynamo_bench.loadgen.artifacts import REQUEST_COLUMNS
+from dynamo_bench.loadgen.steady import window_metrics
 from dynamo_bench.perf.tables import TimingTables
 from dynamo_bench.perf.timing import DEFAULT_BLOCK_SIZE, ENGINE_DEFAULTS, tables_for
-from dynamo_bench.serving.model_dir import resolve_model
 from dynamo_bench.specs.deployment import DeploymentSpec, WorkerGroup
 from dynamo_bench.specs.metrics import Metrics
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.specs.workload import WorkloadSpec
 
+#: Token granularity of the synthetic traces' block hashes.
+TRACE_BLOCK = 16
+#: The mocker's scheduler per engine (its TensorRT-LLM scheduler is its vLLM one).
+MOCKER_ENGINE = {"mocker": "vllm", "vllm": "vllm", "sglang": "sglang", "trtllm": "vllm"}
+
 
 def _engine_args(group: WorkerGroup, tables: TimingTables | None,
-                 worker_type: str | None = None) -> dict[str, Any]:
+                 worker_type: str | None = None, backend: str = "mocker") -> dict[str, Any]:
     engine: dict[str, Any] = {
-        "backend": "vllm", "block_size": group.block_size or DEFAULT_BLOCK_SIZE,
+        "backend": MOCKER_ENGINE[backend], "block_size": group.block_size or DEFAULT_BLOCK_SIZE,
         "enable_prefix_caching": group.enable_prefix_caching,
         "max_num_seqs": group.max_num_seqs or ENGINE_DEFAULTS["max_num_seqs"],
         "max_num_batched_tokens": (group.max_num_batched_tokens
@@ -65,17 +82,16 @@ def replay_kwargs(spec: DeploymentSpec, workload: WorkloadSpec,
                           else "round_robin", "capture_per_request": True}
     if spec.mode == "agg":
         g = spec.workers["agg"]
-        kw.update(extra_engine_args=_engine_args(g, tables.get("agg")), num_workers=g.replicas)
+        kw.update(extra_engine_args=_engine_args(g, tables.get("agg"), backend=spec.backend),
+                  num_workers=g.replicas)
     else:
         p, d = spec.workers["prefill"], spec.workers["decode"]
-        kw.update(prefill_engine_args=_engine_args(p, tables.get("prefill"), "prefill"),
-                  decode_engine_args=_engine_args(d, tables.get("decode"), "decode"),
+        kw.update(prefill_engine_args=_engine_args(p, tables.get("prefill"), "prefill",
+                                                   spec.backend),
+                  decode_engine_args=_engine_args(d, tables.get("decode"), "decode",
+                                                  spec.backend),
                   num_prefill_workers=p.replicas, num_decode_workers=d.replicas)
-    if workload.request_rate is not None:
-        kw["request_rate"] = workload.request_rate
-        if workload.concurrency is not None:
-            kw["replay_concurrency"] = workload.concurrency
-    else:
+    if workload.request_rate is None:
         kw["replay_concurrency"] = workload.concurrency
     return kw
 
@@ -97,65 +113,82 @@ def requests_table(per_request: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=REQUEST_COLUMNS)
 
 
-def _stats(values: pd.Series, name: str) -> dict[str, float | None]:
-    v = values.dropna().to_numpy(dtype=float)
-    if not len(v):
-        return {f"{name}_{s}": None for s in ("p50", "p90", "p95", "p99", "mean")}
-    return {f"{name}_p50": float(np.percentile(v, 50)), f"{name}_p90": float(np.percentile(v, 90)),
-            f"{name}_p95": float(np.percentile(v, 95)), f"{name}_p99": float(np.percentile(v, 99)),
-            f"{name}_mean": float(v.mean())}
+def _normal(rng: np.random.Generator, mean: float, stddev: float, n: int) -> np.ndarray:
+    if stddev <= 0:
+        return np.full(n, int(mean), dtype=np.int64)
+    return np.maximum(1, np.round(rng.normal(mean, stddev, n))).astype(np.int64)
 
 
-def metrics_from_requests(requests: pd.DataFrame, duration_s: float, *, gpus: int,
-                          concurrency: int | None, request_rate: float | None,
-                          sla: SLA | None = None, source: str = "replay") -> Metrics:
-    """`Metrics` from a per-request table, with AIPerf's definitions."""
-    ok = requests[requests["error"].isna()]
-    out_tokens = float(ok["osl"].sum())
-    in_tokens = float(ok["isl"].sum())
-    itl = ok["itl_ms"].replace(0, np.nan)
-    prompt = float(ok["isl"].sum())
-    out_tps = out_tokens / duration_s if duration_s > 0 else None
-    return Metrics(
-        source=source, concurrency=concurrency, request_rate=request_rate, gpus=gpus,
-        **_stats(ok["ttft_ms"], "ttft_ms"), **_stats(ok["itl_ms"], "itl_ms"),
-        **_stats(ok["e2e_ms"], "e2e_ms"),
-        output_tok_s=out_tps,
-        input_tok_s=in_tokens / duration_s if duration_s > 0 else None,
-        total_tok_s=(in_tokens + out_tokens) / duration_s if duration_s > 0 else None,
-        output_tok_s_per_gpu=out_tps / gpus if out_tps is not None and gpus else None,
-        output_tok_s_per_user=float((1000.0 / itl).mean()) if itl.notna().any() else None,
-        request_s=len(ok) / duration_s if duration_s > 0 else None,
-        goodput_request_s=goodput(requests, sla, duration_s) if sla is not None else None,
-        goodput_sla=str(sla) if sla is not None else None,
-        requests=len(requests), errors=len(requests) - len(ok),
-        error_rate=(len(requests) - len(ok)) / len(requests) if len(requests) else 0.0,
-        isl_mean=float(ok["isl"].mean()) if len(ok) else None,
-        osl_mean=float(ok["osl"].mean()) if len(ok) else None,
-        prefix_cache_hit_rate=float(ok["cached_tokens"].fillna(0).sum() / prompt)
-        if prompt else None,
-        duration_s=duration_s, client_saturated=False,
-        saturation_reason="simulated time: no load client",
-        time_base="simulated")
+def synthetic_trace(workload: WorkloadSpec, count: int) -> list[dict[str, Any]]:
+    """The requests of a single-turn synthetic workload as mooncake trace records (see the
+    module docstring): lengths, shared-prefix block hashes, arrival times in ms."""
+    assert workload.isl is not None and workload.osl is not None
+    rng = np.random.default_rng(workload.seed)
+    isl = _normal(rng, workload.isl.mean, workload.isl.stddev, count)
+    osl = _normal(rng, workload.osl.mean, workload.osl.stddev, count)
+    prefix_len, groups = 0, 0
+    if workload.prefix is not None:
+        prefix_len, groups = workload.prefix.length, workload.prefix.pool_size
+    elif workload.shared_system_prompt_length:
+        prefix_len, groups = workload.shared_system_prompt_length, 1
+    group = rng.integers(0, max(groups, 1), count)
+    c = workload.concurrency
+    if workload.request_rate is None and c:
+        first = min(c, count)
+        osl[:first] = np.maximum(1, np.round(osl[:first] * (np.arange(first) + 1) / first))
+    arrivals = _arrivals(workload, count, rng)
+    prefix_blocks = prefix_len // TRACE_BLOCK
+    next_id = max(groups, 1) * (prefix_blocks + 1)
+    records = []
+    for i in range(count):
+        length = int(isl[i]) + prefix_len
+        blocks = -(-length // TRACE_BLOCK)
+        shared = [int(group[i]) * (prefix_blocks + 1) + k for k in range(prefix_blocks)] \
+            if groups else []
+        own = list(range(next_id, next_id + blocks - len(shared)))
+        next_id += len(own)
+        records.append({"timestamp": float(arrivals[i]), "input_length": length,
+                        "output_length": int(osl[i]), "hash_ids": shared + own})
+    return records
+
+
+def _arrivals(workload: WorkloadSpec, count: int, rng: np.random.Generator) -> np.ndarray:
+    rate = workload.request_rate
+    if rate is None:
+        return np.zeros(count)
+    mean_gap = 1000.0 / rate
+    if workload.arrival == "constant":
+        gaps = np.full(count, mean_gap)
+    elif workload.arrival == "gamma":
+        shape = workload.burstiness or 1.0
+        gaps = rng.gamma(shape, mean_gap / shape, count)
+    else:
+        gaps = rng.exponential(mean_gap, count)
+    gaps[0] = 0.0
+    return np.cumsum(gaps)
+
+
+def _request_count(workload: WorkloadSpec) -> int:
+    count = workload.effective_request_count
+    if count is None:  # a duration: as many requests as the load would send in it
+        rate = workload.request_rate or 0
+        count = max(40, int((rate or 4) * (workload.duration_s or 20)))
+    return count
 
 
 def replay(spec: DeploymentSpec, workload: WorkloadSpec, *, sla: SLA | None = None,
            model_dir: str | Path | None = None) -> tuple[Metrics, pd.DataFrame]:
     """Predict `workload` on `spec` with Dynamo's offline replay.
 
-    The deployment is simulated with the mocker whatever its backend (a vLLM, SGLang or
-    TensorRT-LLM spec is replayed on its model's timing tables). Raises `DoesNotFitError` when
-    a group does not fit in memory, like a live launch.
+    Any backend is simulated with the mocker on the timing tables of its own engine. Raises
+    `DoesNotFitError` when a group does not fit in memory, like a live launch.
     """
     # the replay logs every routing decision unless told otherwise before it is imported
     os.environ.setdefault("DYN_LOG", "error")
     from dynamo.replay import run_synthetic_trace_replay, run_trace_replay
 
-    simulated = spec if spec.backend == "mocker" else spec.model_copy(update={"backend":
-                                                                                "mocker"})
-    path = model_dir or resolve_model(spec.model, simulated=True)
-    tables = tables_for(simulated, path)
-    kw = replay_kwargs(simulated, workload, dict(tables))
+    tables = tables_for(spec, model_dir)
+    kw = replay_kwargs(spec, workload, dict(tables))
     if workload.trace is not None:
         if workload.trace.format != "mooncake_trace":
             raise SpecError("trace.format", f"the replay reads mooncake_trace files, not "
@@ -163,31 +196,35 @@ def replay(spec: DeploymentSpec, workload: WorkloadSpec, *, sla: SLA | None = No
         if workload.trace.fixed_schedule:
             kw.pop("replay_concurrency", None)
         report = run_trace_replay([str(Path(workload.trace.path).expanduser())], **kw)
-    else:
+    elif workload.multi_turn is not None:
         assert workload.isl is not None and workload.osl is not None
-        count = workload.effective_request_count
-        if count is None:  # a duration: as many requests as the load would send in it
-            rate = workload.request_rate or 0
-            count = max(40, int((rate or 4) * (workload.duration_s or 20)))
-        prefix_ratio, groups = 0.0, 0
-        isl = workload.isl.mean
+        isl, prefix_ratio, groups = workload.isl.mean, 0.0, 0
         if workload.prefix is not None:
             isl += workload.prefix.length
-            prefix_ratio = workload.prefix.length / isl
-            groups = workload.prefix.pool_size
+            prefix_ratio, groups = workload.prefix.length / isl, workload.prefix.pool_size
         elif workload.shared_system_prompt_length:
             isl += workload.shared_system_prompt_length
-            prefix_ratio = workload.shared_system_prompt_length / isl
-            groups = 1
-        if workload.multi_turn is not None:
-            kw["turns_per_session"] = max(1, round(workload.multi_turn.turns_mean))
-            kw["inter_turn_delay_ms"] = workload.multi_turn.delay_ms_mean
+            prefix_ratio, groups = workload.shared_system_prompt_length / isl, 1
+        if workload.request_rate is not None:
+            kw["request_rate"] = workload.request_rate
+        kw["turns_per_session"] = max(1, round(workload.multi_turn.turns_mean))
+        kw["inter_turn_delay_ms"] = workload.multi_turn.delay_ms_mean
         report = run_synthetic_trace_replay(
-            isl, workload.osl.mean, count, shared_prefix_ratio=prefix_ratio,
+            isl, workload.osl.mean, _request_count(workload), shared_prefix_ratio=prefix_ratio,
             num_prefix_groups=groups, arrival_seed=workload.seed, **kw)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="dbench-replay-"))
+        try:
+            trace = folder / "trace.jsonl"
+            trace.write_text("".join(json.dumps(r) + "\n" for r in
+                                     synthetic_trace(workload, _request_count(workload))))
+            report = run_trace_replay([str(trace)], trace_block_size=TRACE_BLOCK, **kw)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     requests = requests_table(report.per_request or [])
-    duration_s = float(report.summary["duration_ms"]) / 1000.0
-    metrics = metrics_from_requests(requests, duration_s, gpus=spec.gpus,
-                                    concurrency=workload.concurrency,
-                                    request_rate=workload.request_rate, sla=sla)
+    metrics = window_metrics(requests, gpus=spec.gpus, concurrency=workload.concurrency,
+                             request_rate=workload.request_rate, source="replay", sla=sla,
+                             client_saturated=False,
+                             saturation_reason="simulated time: no load client",
+                             time_base="simulated")
     return metrics, requests

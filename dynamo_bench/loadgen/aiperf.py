@@ -67,6 +67,8 @@ def aiperf_argv(workload: WorkloadSpec, target: Target, artifact_dir: Path,
         argv.append("--streaming")
     if w.concurrency is not None:
         argv += ["--concurrency", str(w.concurrency)]
+        if w.ramp_s and w.concurrency > 1 and w.request_rate is None:
+            argv += ["--concurrency-ramp-duration", _num(round(w.ramp_s, 3))]
     if w.request_rate is not None:
         argv += ["--request-rate", _num(w.request_rate), "--arrival-pattern", w.arrival]
         if w.burstiness is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from dynamo_bench.errors import DynamoBenchError
+from dynamo_bench.loadgen.steady import window_metrics
 from dynamo_bench.specs.metrics import Metrics
 from dynamo_bench.specs.sla import LATENCY_METRICS, SLA
 
@@ -75,96 +76,63 @@ def read_requests(artifacts: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=REQUEST_COLUMNS)
 
 
-def _stat(summary: dict[str, Any], tag: str, stat: str) -> float | None:
-    entry = summary.get(tag)
-    if not isinstance(entry, dict):
-        return None
-    value = entry.get("avg" if stat == "mean" else stat)
-    return None if value is None else float(value)
-
-
-def goodput(requests: pd.DataFrame, sla: SLA, duration_s: float) -> float | None:
-    """Requests per second that met every latency constraint of `sla` individually.
-
-    Each request's own TTFT / ITL / E2E is compared with the thresholds (the usual goodput
-    definition; the statistic in the constraint applies to the run, not to one request).
-    """
-    if duration_s <= 0:
-        return None
-    ok = requests["error"].isna()
-    for c in sla.constraints:
-        if c.metric in LATENCY_METRICS:
-            col = requests[c.metric]
-            ok &= (col <= c.threshold) if c.op == "<=" else (col >= c.threshold)
-    return float(ok.sum()) / duration_s
-
-
 def summarize(artifacts: Path, *, gpus: int = 0, concurrency: int | None = None,
               request_rate: float | None = None, sla: SLA | None = None,
               speedup_ratio: float = 1.0) -> tuple[Metrics, pd.DataFrame]:
-    """`Metrics` and the per-request table of one AIPerf run.
+    """`Metrics` of the steady-state window (loadgen/steady.py) and the per-request table of one
+    AIPerf run.
 
     With `speedup_ratio` S != 1 (a mocker run faster than real time), latencies are multiplied
-    and throughputs divided by S to express them in simulated time (`time_base="simulated"`).
+    and throughputs divided by S to express them in simulated time (`time_base="simulated"`);
+    the table's latency columns are rescaled the same way, its timestamps are kept as measured.
     """
     summary = read_summary(artifacts)
     requests = read_requests(artifacts)
     s = speedup_ratio
-    values: dict[str, Any] = {}
-    for metric, tag in _AIPERF_LATENCY.items():
-        for stat in ("p50", "p90", "p95", "p99", "mean"):
-            v = _stat(summary, tag, stat)
-            values[f"{metric}_{stat}"] = None if v is None else v * s
-    ok = int(requests["error"].isna().sum())
-    errors = int(len(requests) - ok)
-    duration = _stat(summary, "benchmark_duration", "mean")
-    out_tps = _stat(summary, "output_token_throughput", "mean")
-    in_tps = _stat(summary, "input_token_throughput", "mean")
-    total_tps = _stat(summary, "total_token_throughput", "mean")
-    req_s = _stat(summary, "request_throughput", "mean")
-    per_user = _stat(summary, "output_token_throughput_per_user", "mean")
-    cached = requests["cached_tokens"].fillna(0).sum()
-    prompt = requests.loc[requests["error"].isna(), "isl"].fillna(0).sum()
-    hit_rate = float(cached / prompt) if prompt and requests["cached_tokens"].notna().any() \
-        else None
-    scaled_duration = None if duration is None else duration * s
-    metrics = Metrics(
-        source="aiperf", concurrency=concurrency, request_rate=request_rate, gpus=gpus,
-        **values,
-        output_tok_s=safe_div(out_tps, s), input_tok_s=safe_div(in_tps, s),
-        total_tok_s=safe_div(total_tps, s),
-        output_tok_s_per_gpu=safe_div(safe_div(out_tps, s), gpus) if gpus else None,
-        output_tok_s_per_user=safe_div(per_user, s),
-        request_s=safe_div(req_s, s),
-        goodput_request_s=(goodput(requests, _scaled(sla, 1 / s), duration)
-                           / s if sla is not None and duration else None),
-        goodput_sla=str(sla) if sla is not None else None,
-        complete=not summary.get("was_cancelled", False),
-        requests=len(requests), errors=errors,
-        error_rate=errors / len(requests) if len(requests) else 0.0,
-        isl_mean=_stat(summary, "input_sequence_length", "mean"),
-        osl_mean=_stat(summary, "output_sequence_length", "mean"),
-        prefix_cache_hit_rate=hit_rate,
-        duration_s=scaled_duration,
-        speedup_ratio=s, time_base="simulated" if s != 1.0 else "wall",
-    )
+    # the window is cut on the wall-time records, then expressed in simulated time
+    sla_wall = _scaled(sla, 1 / s) if sla is not None and s != 1.0 else sla
+    metrics = window_metrics(
+        requests, gpus=gpus, concurrency=concurrency, request_rate=request_rate,
+        source="aiperf", sla=sla_wall, complete=not summary.get("was_cancelled", False),
+        speedup_ratio=s, time_base="simulated" if s != 1.0 else "wall")
     if s != 1.0:
+        update: dict[str, Any] = {
+            k: _mul(getattr(metrics, k), s) for k in Metrics.model_fields
+            if k.split("_ms_")[0] in ("ttft", "itl", "e2e") and "_ms_" in k}
+        update["duration_s"] = _mul(metrics.duration_s, s)
+        for k in ("output_tok_s", "input_tok_s", "total_tok_s", "output_tok_s_per_gpu",
+                  "output_tok_s_per_user", "request_s", "goodput_request_s"):
+            update[k] = safe_div(getattr(metrics, k), s)
+        update["goodput_sla"] = str(sla) if sla is not None else None
+        metrics = metrics.model_copy(update=update)
         for col in ("ttft_ms", "itl_ms", "e2e_ms"):
             requests[col] = requests[col] * s
     return metrics, requests
 
 
-def safe_div(x: float | None, d: float) -> float | None:
-    """x / d, or None when x is missing or NaN or d is zero."""
-    return None if x is None or d == 0 or (isinstance(x, float) and math.isnan(x)) else x / d
-
-
-def _scaled(sla: SLA | None, factor: float) -> SLA:
+def _scaled(sla: SLA, factor: float) -> SLA:
     """The SLA with latency thresholds multiplied by `factor` (to compare wall-time records)."""
-    assert sla is not None
     return sla.model_copy(update={"constraints": [
         c.model_copy(update={"threshold": c.threshold * factor}) if c.metric in LATENCY_METRICS
         else c for c in sla.constraints]})
+
+
+def client_means(requests: pd.DataFrame) -> tuple[float | None, float | None]:
+    """Mean TTFT and ITL (ms) over every successful request of a run (not only the window):
+    what the server's own histograms over the same interval are compared with."""
+    ok = requests[requests["error"].isna()]
+    ttft = ok["ttft_ms"].dropna()
+    itl = ok["itl_ms"].dropna()
+    return (float(ttft.mean()) if len(ttft) else None, float(itl.mean()) if len(itl) else None)
+
+
+def _mul(x: float | None, m: float) -> float | None:
+    return None if x is None else x * m
+
+
+def safe_div(x: float | None, d: float) -> float | None:
+    """x / d, or None when x is missing or NaN or d is zero."""
+    return None if x is None or d == 0 or (isinstance(x, float) and math.isnan(x)) else x / d
 
 
 def was_cancelled(artifacts: Path) -> bool:

@@ -21,7 +21,7 @@ import yaml
 from dynamo_bench.errors import DynamoBenchError
 from dynamo_bench.loadgen import prometheus
 from dynamo_bench.loadgen.aiperf import Target, run_aiperf
-from dynamo_bench.loadgen.artifacts import RECORDS, safe_div, summarize
+from dynamo_bench.loadgen.artifacts import RECORDS, client_means, safe_div, summarize
 from dynamo_bench.loadgen.search import Probe, SearchOutcome, search_max_load
 from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.metrics import METRICS_SCHEMA_VERSION, Metrics
@@ -100,8 +100,14 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
             deployment: DeploymentSpec | None = None,
             policy: SaturationPolicy = SaturationPolicy(),
             progress: Progress | None = None, timeout_s: float | None = None) -> LoadPoint:
-    """Run AIPerf at `workload`'s load against `target` and write the run folder `out_dir`."""
+    """Run AIPerf at `workload`'s load against `target` and write the run folder `out_dir`.
+
+    Under a concurrency with no `ramp_s` given, the first requests start spread over about one
+    request's predicted duration (`ramp_seconds`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if workload.concurrency and workload.ramp_s is None and workload.request_rate is None:
+        workload = workload.model_copy(update={"ramp_s": ramp_seconds(
+            workload, deployment, target.speedup_ratio)})
     (out_dir / "workload.yaml").write_text(yaml.safe_dump(workload.model_dump(mode="json"),
                                                           sort_keys=False))
     if deployment is not None:
@@ -125,22 +131,43 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
                                   request_rate=workload.request_rate, sla=sla,
                                   speedup_ratio=target.speedup_ratio)
     s = target.speedup_ratio
-    saturated, reason = policy.check(safe_div(metrics.ttft_ms_mean, s),
-                                     safe_div(metrics.itl_ms_mean, s), server)
+    # the server's histograms cover the whole run: compare them with the whole run's means
+    ttft_all, itl_all = client_means(requests)
+    saturated, reason = policy.check(safe_div(ttft_all, s), safe_div(itl_all, s), server)
     update: dict[str, object] = {"client_saturated": saturated, "saturation_reason": reason}
     if server is not None:
         update["server_ttft_ms_mean"] = _mul(server.ttft_ms_mean, s)
         update["server_itl_ms_mean"] = _mul(server.itl_ms_mean, s)
-        if server.roundtrip_ttft_ms_mean is not None and metrics.ttft_ms_mean \
+        if server.roundtrip_ttft_ms_mean is not None and ttft_all \
                 and not target.disaggregated:
             # Wall-time TTFT spent outside the engine (HTTP, tokenisation, routing); with a
             # speed-up, rescaling multiplied it by the ratio along with the engine time.
-            update["overhead_ms"] = max(0.0, metrics.ttft_ms_mean / s
-                                        - server.roundtrip_ttft_ms_mean)
+            update["overhead_ms"] = max(0.0, ttft_all / s - server.roundtrip_ttft_ms_mean)
     metrics = metrics.model_copy(update=update)
     point = LoadPoint(metrics, requests, out_dir, workload, started_ns, ended_ns)
     _write(point, server)
     return point
+
+
+#: Start spread when no prediction exists (`bench --url`, `timing: mocker-default`), per slot.
+RAMP_PER_SLOT_S = 0.025
+
+
+def ramp_seconds(workload: WorkloadSpec, deployment: DeploymentSpec | None,
+                 speedup_ratio: float = 1.0) -> float:
+    """How long to spread the first `concurrency` starts over, in wall seconds: one request's
+    predicted duration at that load (so that later requests start as spread as in steady
+    state), within [0.2 s, 30 s]; 25 ms per slot without a prediction."""
+    c = workload.concurrency or 1
+    predicted = None
+    if deployment is not None and workload.isl is not None and workload.osl is not None:
+        from dynamo_bench.perf.timing import request_seconds
+
+        isl = workload.isl.mean + (workload.prefix.length if workload.prefix else 0)
+        predicted = request_seconds(deployment, isl, workload.osl.mean, c)
+    if predicted is None:
+        return round(min(30.0, RAMP_PER_SLOT_S * c), 3)
+    return round(min(30.0, max(0.2, predicted / speedup_ratio)), 3)
 
 
 def _count_lines(path: Path) -> int:
@@ -211,8 +238,10 @@ def _at(workload: WorkloadSpec, kind: LoadKind, value: float, index: int) -> Wor
 
 def find_max_load(target: Target, workload: WorkloadSpec, sla: SLA, out_dir: Path, *,
                   kind: LoadKind = "concurrency", start: float = 1, limit: float = 256,
-                  max_probes: int = 10, **kwargs: object) -> SearchOutcome[LoadPoint]:
-    """The highest load whose metrics meet `sla`: bracket by doubling, then bisect.
+                  max_probes: int | None = None, **kwargs: object
+                  ) -> SearchOutcome[LoadPoint]:
+    """The highest load whose metrics meet `sla`: bracket by doubling, then bisect (to
+    adjacent concurrencies, or 2% for rates; the probe budget is derived unless given).
 
     A probe whose client saturated (or that failed entirely) stops the search: the boundary
     above it cannot be measured on this machine, and `limited_by` says so.

@@ -3,6 +3,13 @@
 Pure: the measurement is a function passed in, so the same search runs on live AIPerf runs
 and on the offline replay. The load is assumed to make latency worse as it grows (the SLA holds
 below some boundary and fails above it).
+
+`search_max_load` starts at a first guess (the performance model's estimate of the boundary),
+doubles or halves until the boundary is bracketed (or the limit or the floor is reached), then
+bisects to adjacent concurrencies (or to `rel_tol` for rates). Its probe budget is derived from
+the floor, the first guess and the limit (`probe_budget`): the worst case of exactly this
+procedure, so the search always ends on the SLA, the limit, the floor or an unusable
+measurement, never on the budget.
 """
 
 from __future__ import annotations
@@ -54,33 +61,72 @@ def _recorder(evaluate: Callable[[float], Probe[T]], out: SearchOutcome[T]
     return run
 
 
-def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limit: float,
-                    integer: bool = True, max_probes: int = 12,
-                    rel_tol: float = 0.05) -> SearchOutcome[T]:
-    """Double the load from `start` until the SLA fails (or `limit`), then bisect.
+def probe_budget(*, start: float, limit: float, low: float = 1, integer: bool = True,
+                 rel_tol: float = 0.02) -> int:
+    """The most probes `search_max_load` can need from `start` between `low` and `limit`: one
+    first probe, the doublings (or halvings) to bracket, and the bisection of the widest bracket
+    those can leave."""
+    start = min(max(start, low), limit)
+    up = math.ceil(math.log2(max(limit / start, 1.0))) if limit > start else 0
+    down = math.ceil(math.log2(max(start / low, 1.0))) if start > low else 0
+    widest = max(start, limit / 2, 1.0)  # a doubling or halving step brackets [x, 2x]
+    if integer:
+        bisect = math.ceil(math.log2(max(widest, 1.0))) + 1
+    else:
+        bisect = math.ceil(math.log2(max(1.0 / rel_tol, 1.0))) + 1
+    return 1 + max(up, down) + bisect + 1
 
-    Bisection stops when the bracket is adjacent integers (`integer=True`) or narrower than
-    `rel_tol` of the lower end.
+
+def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limit: float,
+                    low: float | None = None, integer: bool = True,
+                    max_probes: int | None = None, rel_tol: float = 0.02) -> SearchOutcome[T]:
+    """The highest load in [`low`, `limit`] meeting the SLA, from a first guess `start`.
+
+    Doubles from `start` while the SLA holds (up to `limit`), or halves while it fails (down to
+    `low`), then bisects the bracket to adjacent integers (`integer=True`) or to `rel_tol` of
+    its lower end. `low` defaults to 1 for integers and to `start` / 64 for rates.
+    `max_probes` defaults to `probe_budget(...)`, which this procedure never exceeds.
     """
+    if low is None:
+        low = 1.0 if integer else start / 64
     out: SearchOutcome[T] = SearchOutcome()
     run = _recorder(evaluate, out)
+    budget = max_probes or probe_budget(start=start, limit=limit, low=low, integer=integer,
+                                        rel_tol=rel_tol)
 
-    p = run(start)
+    def snap(x: float) -> float:
+        return float(max(low, min(limit, math.floor(x) if integer else x)))
+
+    p = run(snap(start))
     if not p.usable:
         out.limited_by, out.above = "client", p
         return out
-    if not p.feasible:
-        out.limited_by, out.above = "infeasible", p
-        return out
-    lo = p
-    hi: Probe[T] | None = None
-    while lo.load < limit:
-        if len(out.probes) >= max_probes:
+    lo: Probe[T] | None = p if p.feasible else None
+    hi: Probe[T] | None = None if p.feasible else p
+    while lo is None:  # halve until the SLA holds, or the floor fails too
+        assert hi is not None
+        if hi.load <= low:
+            out.above, out.limited_by = hi, "infeasible"
+            return out
+        if len(out.probes) >= budget:
+            out.above, out.limited_by = hi, "budget"
+            return out
+        p = run(snap(hi.load / 2))
+        if not p.usable:
+            out.above, out.limited_by = p, "client"
+            return out
+        if p.feasible:
+            lo = p
+        else:
+            hi = p
+    while hi is None:  # double while the SLA holds, up to the limit
+        if lo.load >= limit:
+            out.best, out.limited_by = lo, "limit"
+            return out
+        if len(out.probes) >= budget:
             out.best, out.limited_by = lo, "budget"
             return out
-        x = min(lo.load * 2, limit)
-        x = math.floor(x) if integer else x
-        p = run(x)
+        p = run(snap(lo.load * 2))
         if not p.usable:
             out.best, out.above, out.limited_by = lo, p, "client"
             return out
@@ -88,18 +134,16 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
             lo = p
         else:
             hi = p
-            break
-    if hi is None:
-        out.best, out.limited_by = lo, "limit"
-        return out
-
-    return _bisect(run, out, lo, hi, integer=integer, rel_tol=rel_tol, max_probes=max_probes)
+    return _bisect(run, out, lo, hi, integer=integer, rel_tol=rel_tol, max_probes=budget)
 
 
 def _bisect(run: Callable[[float], Probe[T]], out: SearchOutcome[T], lo: Probe[T],
             hi: Probe[T], *, integer: bool, rel_tol: float, max_probes: int
             ) -> SearchOutcome[T]:
     """Narrow a bracket (`lo` feasible, `hi` not) to adjacent integers or `rel_tol`."""
+    if hi.load <= lo.load:  # a noisy measurement: infeasible below a feasible one
+        out.best, out.above, out.limited_by = lo, hi, "sla"
+        return out
     def narrow_enough(a: float, b: float) -> bool:
         return b - a <= 1 if integer else (b - a) <= rel_tol * max(a, 1e-9)
 

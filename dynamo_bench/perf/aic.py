@@ -1,132 +1,219 @@
-"""AIConfigurator as an optional provider: its database of measured kernel timings, per op.
+"""AIConfigurator's database of measured kernel timings, as a timing provider.
 
-Install with `uv sync --extra aic` (aiconfigurator 0.12.0, CPU-only; its database ships in the
-wheel). Where the database covers a (model, GPU, backend, precision), `aic_predict` gives the
-prefill time of one request and the decode step time at a batch size and context length, and
-`aic_tables` turns them into the same timing tables as the roofline model (perf/tables.py).
+AIConfigurator (a regular dependency; CPU-only, its database ships in the wheel) predicts a
+worker's prefill time and decode step time by adding up per-operation timings measured on real
+GPUs for each engine (GEMMs, attention, MoE, all-reduces). Where its database covers a (model,
+GPU, engine, precision, parallelism), `aic_predict` gives the prefill time of one request and the
+decode step time at a batch size and context length, and `aic_tables` turns them into the same
+timing tables as the roofline model (perf/tables.py).
 
 Calls follow AIConfigurator's SDK the way Dynamo's planner does
 (`dynamo/planner/monitoring/aic_estimator.py`): a per-(system, backend) database, a model built
-from its bundled Hugging Face configs, `run_static` in context mode for prefill and the engine
-handle's `predict_decode_latency` for one decode step.
+from a config.json, `run_static` in context mode for prefill and the engine handle's
+`predict_decode_latency` for one decode step. The model is always given as a local directory
+holding the architecture's config.json (so any catalogue or user model is read the same way,
+and nothing is downloaded). MoE layers are sharded like the generated engine commands shard
+them: expert weights tensor-parallel over the worker's GPUs (moe_tp = tp, moe_ep = 1).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import warnings
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dynamo_bench.cache import cache_root
 from dynamo_bench.errors import DynamoBenchError
-from dynamo_bench.perf.models import catalogue_model
+from dynamo_bench.perf.arch import ModelArch
 
-# AIConfigurator's bundled configs know Llama 3.1 under the older repository names.
-_HF_ALIASES = {
-    "meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Meta-Llama-3.1-8B",
-    "meta-llama/Llama-3.1-70B-Instruct": "meta-llama/Meta-Llama-3.1-70B",
-    "meta-llama/Llama-3.1-405B-Instruct": "meta-llama/Meta-Llama-3.1-405B",
-}
-_BACKEND = {"mocker": "vllm", "vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
+#: This project's GPU names -> AIConfigurator's system names.
+SYSTEMS = {"h100_sxm": "h100_sxm", "h200_sxm": "h200_sxm", "a100_80gb": "a100_sxm",
+           "b200": "b200_sxm", "gb200": "gb200", "l40s": "l40s"}
+#: Engines -> AIConfigurator's backend databases. The mocker simulates a vLLM-like engine.
+ENGINES = {"mocker": "vllm", "vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 
 
 class AICUnavailable(DynamoBenchError):
-    """AIConfigurator is not installed, or its database does not cover the request."""
+    """AIConfigurator's database does not cover the request (the reason says what is missing)."""
 
 
-def available() -> bool:
+@lru_cache(maxsize=1)
+def version() -> str:
+    from importlib.metadata import version as dist_version
+
+    return dist_version("aiconfigurator")
+
+
+@lru_cache(maxsize=None)
+def database_version(gpu: str, engine: str) -> str:
+    """The database version AIConfigurator uses for `gpu` and `engine` (its latest)."""
+    from aiconfigurator_core.sdk.perf_database import get_latest_database_version
+
+    return str(get_latest_database_version(_system(gpu), ENGINES[engine]))
+
+
+def _system(gpu: str) -> str:
     try:
-        import aiconfigurator_core.sdk  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def hf_id(model: str) -> str:
-    """The repository id AIConfigurator knows `model` (a catalogue name or HF id) under."""
-    entry = catalogue_model(model)
-    name = entry.hf_id if entry else model
-    return _HF_ALIASES.get(name, name)
+        return SYSTEMS[gpu]
+    except KeyError:
+        raise AICUnavailable(f"AIConfigurator has no system for GPU {gpu!r}") from None
 
 
 @lru_cache(maxsize=None)
 def _database(system: str, backend: str) -> Any:
     from aiconfigurator_core.sdk.perf_database import get_database, get_latest_database_version
 
-    version = get_latest_database_version(system, backend)
-    db = get_database(system=system, backend=backend, version=version)
+    with _quiet():
+        version = get_latest_database_version(system, backend)
+        db = get_database(system=system, backend=backend, version=version)
     if db is None:
         raise AICUnavailable(f"AIConfigurator has no database for {system}/{backend}")
     return db
 
 
-def _model(model: str, system: str, backend: str, tp: int, pp: int, precision: str) -> tuple:
+def model_dir(arch_config: dict[str, Any], name: str) -> Path:
+    """A directory holding `arch_config` as config.json, for AIConfigurator to read."""
+    key = json.dumps(arch_config, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    path = cache_root() / "aic-models" / f"{name}-{digest}"
+    config = path / "config.json"
+    if not config.is_file():
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / f".config.{digest}.tmp"
+        tmp.write_text(key)
+        tmp.replace(config)
+    return path
+
+
+class _quiet:
+    """Silence AIConfigurator's loaders, which log a warning for every fallback row."""
+
+    def __enter__(self) -> None:
+        logging.disable(logging.WARNING)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc: object) -> None:
+        self._warnings.__exit__(*exc)
+        logging.disable(logging.NOTSET)
+
+
+def _model(path: Path, arch: ModelArch, system: str, backend: str, tp: int, pp: int,
+           precision: str) -> tuple[Any, Any]:
     from aiconfigurator_core.sdk import common, config
     from aiconfigurator_core.sdk.models import get_model
 
     db = _database(system, backend)
     fp8 = precision == "fp8"
     fmha_fp8 = fp8 and "fp8" in db.supported_quant_mode.get("context_attention", [])
+    moe = {"moe_tp_size": tp, "moe_ep_size": 1} if arch.is_moe else {}
     mc = config.ModelConfig(
         tp_size=tp, pp_size=pp,
         gemm_quant_mode=common.GEMMQuantMode["fp8" if fp8 else "bfloat16"],
         kvcache_quant_mode=common.KVCacheQuantMode["fp8" if fp8 else "bfloat16"],
         fmha_quant_mode=common.FMHAQuantMode["fp8" if fmha_fp8 else "bfloat16"],
         moe_quant_mode=common.MoEQuantMode["fp8" if fp8 else "bfloat16"],
-        comm_quant_mode=common.CommQuantMode.half)
-    return get_model(hf_id(model), mc, backend), db
+        comm_quant_mode=common.CommQuantMode.half, **moe)
+    return get_model(str(path), mc, backend), db
 
 
-def aic_predict(model: str, gpu: str, backend: str, *, tp: int = 1, pp: int = 1,
+class AICWorker:
+    """One worker (model, GPU, engine, TP, PP, precision) in AIConfigurator's database.
+
+    Construction checks coverage with one prediction and raises `AICUnavailable` with the reason
+    when the database cannot time it (no such system or engine database, an unsupported
+    precision or architecture).
+    """
+
+    def __init__(self, arch: ModelArch, arch_config: dict[str, Any], gpu: str, engine: str,
+                 *, tp: int = 1, pp: int = 1, precision: str = "bf16") -> None:
+        self.what = f"{arch.name} on {gpu}/{engine} tp{tp} pp{pp} {precision}"
+        self.system, self.backend = _system(gpu), ENGINES[engine]
+        try:
+            with _quiet():
+                self._m, self._db = _model(model_dir(arch_config, arch.name), arch, self.system,
+                                           self.backend, tp, pp, precision)
+            self.prefill_ms(128)
+            self.decode_ms(1, 128)
+        except AICUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - the SDK raises many kinds for "not covered"
+            raise AICUnavailable(f"AIConfigurator cannot time {self.what}: "
+                                 f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+    def prefill_ms(self, isl: int) -> float:
+        """Prefill time of one `isl`-token request (no queueing), ms."""
+        from aiconfigurator_core.sdk import config
+        from aiconfigurator_core.sdk.backends.factory import get_backend
+
+        with _quiet():
+            summary = get_backend(self.backend).run_static(
+                self._m, self._db, config.RuntimeConfig(batch_size=1, isl=int(isl), osl=2),
+                "static_ctx", stride=32).get_summary_df()
+        return float(summary["ttft"][0])
+
+    def decode_ms(self, batch: int, context: int) -> float:
+        """One decode step for `batch` sequences of `context` tokens, ms."""
+        from aiconfigurator_core.sdk.rust_engine_step import _cached_engine_handle
+
+        with _quiet():
+            return float(_cached_engine_handle(self._m, self._db).predict_decode_latency(
+                int(batch), int(context), 2))
+
+
+def aic_predict(model: str, gpu: str, engine: str, *, tp: int = 1, pp: int = 1,
                 isl: int = 1024, batch: int = 1, context: int | None = None,
                 precision: str = "bf16") -> dict[str, float]:
     """AIConfigurator's prefill time for one `isl`-token request (`ttft_ms`, no queueing) and
     decode step time for `batch` sequences at `context` tokens (`itl_ms`; default: isl).
 
+    `model` is a catalogue name or a model directory.
+
     Raises:
-        AICUnavailable: not installed, or the combination is outside its database.
+        AICUnavailable: the combination is outside its database.
     """
-    if not available():
-        raise AICUnavailable("AIConfigurator is not installed (uv sync --extra aic)")
-    logging.disable(logging.WARNING)  # its database loaders warn on every fallback row
-    try:
-        from aiconfigurator_core.sdk import config
-        from aiconfigurator_core.sdk.backends.factory import get_backend
-        from aiconfigurator_core.sdk.rust_engine_step import _cached_engine_handle
-
-        b = _BACKEND[backend]
-        m, db = _model(model, gpu, b, tp, pp, precision)
-        summary = get_backend(b).run_static(m, db, config.RuntimeConfig(
-            batch_size=1, isl=isl, osl=2), "static_ctx", stride=32).get_summary_df()
-        ttft = float(summary["ttft"][0])
-        itl = float(_cached_engine_handle(m, db).predict_decode_latency(
-            batch, context or isl, 2))
-    except AICUnavailable:
-        raise
-    except Exception as e:  # noqa: BLE001 - the SDK raises many kinds for "not covered"
-        raise AICUnavailable(f"AIConfigurator cannot predict {model} on {gpu}/{backend} "
-                             f"tp{tp} pp{pp} {precision}: {type(e).__name__}: {e}") from None
-    finally:
-        logging.disable(logging.NOTSET)
-    return {"ttft_ms": ttft, "itl_ms": itl}
+    w = _worker(model, gpu, engine, tp, pp, precision)
+    return {"ttft_ms": w.prefill_ms(isl), "itl_ms": w.decode_ms(batch, context or isl)}
 
 
-def aic_tables(model: str, gpu: str, backend: str, *, tp: int, pp: int, precision: str,
-               kv_tokens: int, max_context: int = 32768) -> dict[str, np.ndarray]:
+@lru_cache(maxsize=256)
+def _worker(model: str, gpu: str, engine: str, tp: int, pp: int, precision: str) -> AICWorker:
+    arch, config = arch_and_config(model)
+    return AICWorker(arch, config, gpu, engine, tp=tp, pp=pp, precision=precision)
+
+
+def arch_and_config(model: str) -> tuple[ModelArch, dict[str, Any]]:
+    """A catalogue name's or a model directory's architecture and its config.json content."""
+    from dynamo_bench.perf.models import catalogue_model
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return ModelArch.from_dir(path), json.loads((path / "config.json").read_text())
+    entry = catalogue_model(model)
+    if entry is None:
+        raise AICUnavailable(f"{model!r} is neither a model directory nor a catalogue model")
+    return ModelArch.from_config(entry.config, entry.name), entry.config
+
+
+def aic_tables(worker: AICWorker, *, kv_tokens: int, max_context: int = 32768
+               ) -> dict[str, np.ndarray]:
     """The five timing-table arrays from AIConfigurator's predictions (see perf/tables.py)."""
     isl = np.unique(np.round(np.geomspace(16, max_context, 16)).astype(np.int64))
-    ttft = [aic_predict(model, gpu, backend, tp=tp, pp=pp, isl=int(n), precision=precision)
-            ["ttft_ms"] for n in isl]
+    ttft = [worker.prefill_ms(int(n)) for n in isl]
     ctx = np.unique(np.round(np.geomspace(64, max_context, 10)).astype(np.int64))
     active = np.unique(np.round(np.geomspace(64, max(kv_tokens, 1024), 12)).astype(np.int64))
     itl = np.empty((len(active), len(ctx)))
     for i, a in enumerate(active):
         for j, c in enumerate(ctx):
             batch = int(max(1, round(a / c)))
-            itl[i, j] = aic_predict(model, gpu, backend, tp=tp, pp=pp, isl=int(min(c, a)),
-                                    batch=batch, context=int(min(c, a)),
-                                    precision=precision)["itl_ms"]
+            itl[i, j] = worker.decode_ms(batch, int(min(c, a)))
     return {"prefill_isl": isl.astype(np.float64), "prefill_ttft_ms": np.array(ttft),
             "decode_active_kv_tokens": active.astype(np.float64),
             "decode_context_length": ctx.astype(np.float64), "decode_itl": itl}

@@ -1,7 +1,9 @@
 """Model architecture read from a Hugging Face `config.json`: shapes, parameter counts, KV size.
 
 Dense and mixture-of-experts decoders (Llama, Qwen2/3, Qwen3-MoE, Mixtral, Mistral): the numbers
-the performance model needs, nothing else.
+the performance model needs, nothing else. A config that describes something these formulas do
+not model (latent attention, shared experts, dense-then-MoE layer mixes, sliding-window or linear
+attention) is refused with an error naming what is missing, never read as a smaller dense model.
 """
 
 from __future__ import annotations
@@ -14,6 +16,51 @@ from typing import Any
 from dynamo_bench.errors import SpecError
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1, "float8_e4m3fn": 1}
+
+#: `model_type` values whose configs the formulas read completely.
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral")
+
+#: Config keys that mean a feature the formulas do not model, with what it is.
+_UNSUPPORTED_KEYS = {
+    "kv_lora_rank": "multi-head latent attention (MLA)",
+    "q_lora_rank": "multi-head latent attention (MLA)",
+    "n_routed_experts": "routed experts under DeepSeek's field names",
+    "n_shared_experts": "shared experts",
+    "shared_expert_intermediate_size": "shared experts",
+    "first_k_dense_replace": "dense layers before the MoE layers",
+    "moe_layer_freq": "MoE on only some layers",
+    "linear_attn_config": "linear attention",
+    "layer_types": "per-layer attention types (sliding-window or linear layers)",
+    "attn_layer_period": "hybrid attention/state-space layers",
+    "ssm_cfg": "state-space layers",
+}
+
+
+def unsupported_features(config: dict[str, Any]) -> list[str]:
+    """What `config` describes that the performance model would silently ignore ([] if none),
+    each as "what (config keys)"."""
+    found: dict[str, list[str]] = {}
+    for key, what in _UNSUPPORTED_KEYS.items():
+        value = config.get(key)
+        if value in (None, 0, [], {}, False):
+            continue
+        if key == "layer_types" and all(t == "full_attention" for t in value):
+            continue
+        found.setdefault(what, []).append(key)
+    window = config.get("sliding_window")
+    if config.get("use_sliding_window") or (
+            window and config.get("model_type") in ("mistral", "mixtral")
+            and window < config.get("max_position_embeddings", 0)):
+        found.setdefault("sliding-window attention", []).append("sliding_window")
+    if config.get("mlp_only_layers"):
+        found.setdefault("dense layers among the MoE layers", []).append("mlp_only_layers")
+    if int(config.get("decoder_sparse_step") or 1) != 1:
+        found.setdefault("MoE on only some layers", []).append("decoder_sparse_step")
+    out = [f"{what} ({', '.join(keys)})" for what, keys in found.items()]
+    model_type = config.get("model_type")
+    if model_type is not None and model_type not in SUPPORTED_MODEL_TYPES and not out:
+        out.append(f"model_type {model_type!r}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -43,7 +90,22 @@ class ModelArch:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], name: str = "model") -> ModelArch:
-        """Read the fields that matter from a `config.json` mapping."""
+        """Read the fields that matter from a `config.json` mapping.
+
+        Raises:
+            SpecError: the config lacks a field, or describes an architecture the formulas do
+                not model (`unsupported_features`).
+        """
+        if "text_config" in config and "hidden_size" not in config:
+            raise SpecError("model", f"{name}: config.json nests a language model in "
+                            "text_config (a multimodal model), which the performance model does "
+                            "not read yet; give the language model's own config")
+        missing = unsupported_features(config)
+        if missing:
+            raise SpecError("model", f"{name}: the performance model does not support this "
+                            f"architecture: it has {', '.join(missing)}; supported are dense and "
+                            f"MoE decoders with standard attention (model_type "
+                            f"{', '.join(SUPPORTED_MODEL_TYPES)})")
         try:
             hidden = int(config["hidden_size"])
             heads = int(config["num_attention_heads"])
@@ -68,6 +130,20 @@ class ModelArch:
         except KeyError as e:
             raise SpecError("model", f"config.json lacks {e.args[0]!r} (not a decoder-only "
                             "transformer config?)") from None
+
+    @classmethod
+    def of(cls, model: str) -> ModelArch:
+        """The architecture of a catalogue name (case-insensitive, or its HF id) or of a model
+        directory, from its config alone (no tokenizer or model directory is built)."""
+        from dynamo_bench.perf.models import catalogue_model
+
+        if Path(model).expanduser().is_dir():
+            return cls.from_dir(Path(model).expanduser())
+        entry = catalogue_model(model)
+        if entry is None:
+            raise SpecError("model", f"{model!r} is neither a model directory nor a catalogue "
+                            "model (dynamo-bench model list)")
+        return cls.from_config(entry.config, entry.name)
 
     @classmethod
     def from_dir(cls, path: str | Path) -> ModelArch:

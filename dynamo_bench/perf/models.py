@@ -31,12 +31,21 @@ class CatalogueModel:
         hf_id: the Hugging Face repository the architecture comes from.
         chat_family: which chat template and special tokens its tokenizer uses.
         config: the `config.json` content (architecture values only).
+        fp8_hf_id: a published fp8 checkpoint of the same model (weights already in fp8), which
+            engines load for `precision: fp8`; None where there is none (vLLM and SGLang then
+            quantize the bf16 weights at load time, TensorRT-LLM cannot).
     """
 
     name: str
     hf_id: str
     chat_family: ChatFamily
     config: dict[str, Any] = field(repr=False)
+    fp8_hf_id: str | None = None
+
+    def checkpoint(self, precision: str) -> str:
+        """The Hugging Face id an engine loads at `precision` (the fp8 export where one is
+        published)."""
+        return self.fp8_hf_id if precision == "fp8" and self.fp8_hf_id else self.hf_id
 
 
 def _llama31(hidden: int, inter: int, layers: int, heads: int) -> dict[str, Any]:
@@ -113,15 +122,13 @@ def _qwen25(hidden: int, inter: int, layers: int, heads: int, kv_heads: int) -> 
     return cfg
 
 
-_LLAMA2_70B: dict[str, Any] = {
-    **_llama31(8192, 28672, 80, 64),
-    "max_position_embeddings": 4096,
-    "rope_theta": 10000.0,
-    "rope_scaling": None,
-    "vocab_size": 32000,
-    "bos_token_id": 1,
-    "eos_token_id": 2,
-}
+
+def _llama2(hidden: int, inter: int, layers: int, heads: int, kv_heads: int) -> dict[str, Any]:
+    cfg = {**_llama31(hidden, inter, layers, heads), "num_key_value_heads": kv_heads,
+           "max_position_embeddings": 4096, "rope_theta": 10000.0, "rope_scaling": None,
+           "rms_norm_eps": 1e-5, "vocab_size": 32000, "bos_token_id": 1, "eos_token_id": 2}
+    return cfg
+
 
 _MIXTRAL_8X7B: dict[str, Any] = {
     "architectures": ["MixtralForCausalLM"],
@@ -150,27 +157,38 @@ CATALOGUE: dict[str, CatalogueModel] = {
     m.name: m
     for m in (
         CatalogueModel("Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct", "llama3",
-                       _llama31(4096, 14336, 32, 32)),
+                       _llama31(4096, 14336, 32, 32), "nvidia/Llama-3.1-8B-Instruct-FP8"),
         CatalogueModel("Llama-3.1-70B", "meta-llama/Llama-3.1-70B-Instruct", "llama3",
-                       _llama31(8192, 28672, 80, 64)),
+                       _llama31(8192, 28672, 80, 64), "nvidia/Llama-3.1-70B-Instruct-FP8"),
         CatalogueModel("Llama-3.1-405B", "meta-llama/Llama-3.1-405B-Instruct", "llama3",
-                       _llama31(16384, 53248, 126, 128)),
+                       _llama31(16384, 53248, 126, 128), "nvidia/Llama-3.1-405B-Instruct-FP8"),
+        CatalogueModel("Llama-3.3-70B", "meta-llama/Llama-3.3-70B-Instruct", "llama3",
+                       _llama31(8192, 28672, 80, 64), "nvidia/Llama-3.3-70B-Instruct-FP8"),
+        CatalogueModel("Llama-2-7B", "meta-llama/Llama-2-7b-chat-hf", "mistral",
+                       _llama2(4096, 11008, 32, 32, 32)),
+        CatalogueModel("Llama-2-13B", "meta-llama/Llama-2-13b-chat-hf", "mistral",
+                       _llama2(5120, 13824, 40, 40, 40)),
         CatalogueModel("Llama-2-70B", "meta-llama/Llama-2-70b-chat-hf", "mistral",
-                       _LLAMA2_70B),
+                       _llama2(8192, 28672, 80, 64, 8)),
         CatalogueModel("Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "chatml",
                        _qwen25(3584, 18944, 28, 28, 4)),
+        CatalogueModel("Qwen2.5-14B", "Qwen/Qwen2.5-14B-Instruct", "chatml",
+                       _qwen25(5120, 13824, 48, 40, 8)),
         CatalogueModel("Qwen2.5-32B", "Qwen/Qwen2.5-32B-Instruct", "chatml",
                        _qwen25(5120, 27648, 64, 40, 8)),
+        CatalogueModel("Qwen2.5-72B", "Qwen/Qwen2.5-72B-Instruct", "chatml",
+                       _qwen25(8192, 29568, 80, 64, 8)),
         CatalogueModel("Qwen3-0.6B", "Qwen/Qwen3-0.6B", "chatml",
-                       _qwen3(1024, 3072, 28, 16, 8, tie=True)),
+                       _qwen3(1024, 3072, 28, 16, 8, tie=True), "Qwen/Qwen3-0.6B-FP8"),
         CatalogueModel("Qwen3-8B", "Qwen/Qwen3-8B", "chatml",
-                       _qwen3(4096, 12288, 36, 32, 8, tie=False)),
+                       _qwen3(4096, 12288, 36, 32, 8, tie=False), "Qwen/Qwen3-8B-FP8"),
         CatalogueModel("Qwen3-32B", "Qwen/Qwen3-32B", "chatml",
-                       _qwen3(5120, 25600, 64, 64, 8, tie=False)),
+                       _qwen3(5120, 25600, 64, 64, 8, tie=False), "Qwen/Qwen3-32B-FP8"),
         CatalogueModel("Qwen3-30B-A3B", "Qwen/Qwen3-30B-A3B", "chatml",
-                       _qwen3_moe(2048, 6144, 768, 48, 32, 4, 128, 8)),
+                       _qwen3_moe(2048, 6144, 768, 48, 32, 4, 128, 8), "Qwen/Qwen3-30B-A3B-FP8"),
         CatalogueModel("Qwen3-235B-A22B", "Qwen/Qwen3-235B-A22B", "chatml",
-                       _qwen3_moe(4096, 12288, 1536, 94, 64, 4, 128, 8)),
+                       _qwen3_moe(4096, 12288, 1536, 94, 64, 4, 128, 8),
+                       "Qwen/Qwen3-235B-A22B-FP8"),
         CatalogueModel("Mixtral-8x7B", "mistralai/Mixtral-8x7B-Instruct-v0.1", "mistral",
                        _MIXTRAL_8X7B),
     )

@@ -1,12 +1,16 @@
-"""A roofline performance model of LLM inference: prefill time and decode step time.
+"""A calibrated roofline model of LLM inference: prefill time and decode step time.
 
-For one worker (a TP x PP group of GPUs) of a given GPU type, backend and precision:
+For one worker (a TP x PP group of GPUs) of a given GPU type, engine and precision:
 
-    t(step) = max(FLOPs / (tp x F x e_c), bytes / (tp x B x e_m)) + t_comm + t_step
+    t(step) = max(GEMM FLOPs / (tp F e_c) + attention FLOPs / (tp F e_a),
+                  weight bytes / (tp B e_m) + KV bytes / (kv_split B e_a))
+              + t_comm + layers x t_layer + t_step
 
 where F and B are the GPU's dense tensor FLOP/s and memory bandwidth (perf/gpus.py), e_c and e_m
-the backend's achieved fractions of them, t_step its fixed per-step scheduling/launch cost, and
-t_comm the tensor-parallel all-reduces and pipeline hand-offs:
+the engine's achieved fractions of them in GEMMs and weight streaming, e_a in attention, t_layer a fixed cost per layer (the small kernels a
+roofline does not count: norms, rotary, activation, launch gaps), t_step a fixed cost per
+engine step (scheduling, sampling, host work) and t_comm the tensor-parallel all-reduces and
+pipeline hand-offs. A request's first token also pays a fixed `request_ms`.
 
 - FLOPs of a forward pass over T tokens: 2 x T x N_active (every weight multiply-accumulates once
   per token; Kaplan et al. 2020, "Scaling Laws for Neural Language Models", sec. 2.1) plus the
@@ -25,56 +29,53 @@ t_comm the tensor-parallel all-reduces and pipeline hand-offs:
   split into pp micro-batches that keep the stages busy: ITL(B) = t(B / pp) + (pp - 1) hand-offs.
 - KV heads are split across TP ranks; beyond tp = kv_heads they are replicated.
 
-Backend factors are first-order calibrations, not measurements of any one release: vLLM,
-SGLang and TensorRT-LLM reach roughly 50-65% of dense peak in large prefills and 75-85% of
-memory bandwidth in decode GEMVs, with a few hundred microseconds of per-step host overhead
-(CUDA graphs on). Measured tables (`dynamo-bench profile`) override the model.
+The constants e_c, e_m, e_a, t_layer, t_step, request_ms, the all-reduce latency and the fraction
+of the link an all-reduce reaches are fitted per GPU
+generation, precision and engine (perf/calibration.py, written by perf/calibrate.py) against
+AIConfigurator's database of measured kernel timings and published measurements.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from dynamo_bench.perf.arch import ModelArch
+from dynamo_bench.perf.calibration import Calibration, Efficiency, calibration
 from dynamo_bench.perf.gpus import GPU
 
 Precision = Literal["bf16", "fp8"]
 PRECISION_BYTES: dict[str, int] = {"bf16": 2, "fp8": 1}
-
-
-@dataclass(frozen=True)
-class BackendEfficiency:
-    """Achieved fractions of peak and fixed costs for one serving engine."""
-
-    compute: float
-    memory: float
-    step_overhead_ms: float
-    allreduce_latency_us: float = 12.0
-
-
-BACKENDS: dict[str, BackendEfficiency] = {
-    "vllm": BackendEfficiency(compute=0.55, memory=0.80, step_overhead_ms=0.60),
-    "sglang": BackendEfficiency(compute=0.57, memory=0.82, step_overhead_ms=0.50),
-    "trtllm": BackendEfficiency(compute=0.62, memory=0.85, step_overhead_ms=0.40),
-}
-#: The mocker simulates a vLLM-like engine by default.
-BACKENDS["mocker"] = BACKENDS["vllm"]
+#: Engines the model has constants for (the mocker simulates vLLM).
+BACKENDS = ("vllm", "sglang", "trtllm", "mocker")
 
 
 @dataclass(frozen=True)
 class Hardware:
-    """One worker's hardware: GPU type, parallelism, precision, backend."""
+    """One worker's hardware: GPU type, parallelism, precision, engine, and the constants."""
 
     gpu: GPU
     tp: int = 1
     pp: int = 1
     precision: Precision = "bf16"
     backend: str = "vllm"
+    constants: Calibration | None = field(default=None, compare=False, repr=False)
 
     @property
-    def eff(self) -> BackendEfficiency:
-        return BACKENDS[self.backend]
+    def engine(self) -> str:
+        return "vllm" if self.backend == "mocker" else self.backend
+
+    @property
+    def calibration_key(self) -> str:
+        return self._lookup()[0]
+
+    @property
+    def eff(self) -> Efficiency:
+        return self._lookup()[1]
+
+    def _lookup(self) -> tuple[str, Efficiency]:
+        cal = self.constants or calibration()
+        return cal.lookup(self.gpu.generation, self.precision, self.engine)
 
     @property
     def flops(self) -> float:
@@ -96,12 +97,10 @@ class Hardware:
         return PRECISION_BYTES[self.precision]
 
 
-def _allreduce_s(hw: Hardware, nbytes: float) -> float:
+def _allreduce_s(hw: Hardware, eff: Efficiency, nbytes: float) -> float:
     if hw.tp == 1:
         return 0.0
-    alpha = hw.eff.allreduce_latency_us * 1e-6 * (2.5 if hw.gpu.interconnect.startswith("PCIe")
-                                                   else 1.0)
-    return alpha + 2 * (hw.tp - 1) / hw.tp * nbytes / (0.7 * hw.link)
+    return eff.allreduce_us * 1e-6 + 2 * (hw.tp - 1) / hw.tp * nbytes / (eff.link * hw.link)
 
 
 def _handoff_s(hw: Hardware, nbytes: float) -> float:
@@ -115,14 +114,20 @@ def _experts_touched(arch: ModelArch, tokens: float) -> float:
     return e * (1 - (1 - k / e) ** max(tokens, 1.0))
 
 
-def _weight_bytes_read(arch: ModelArch, hw: Hardware, tokens: float) -> float:
-    """Weights one forward pass over `tokens` tokens reads (all GPUs of the worker)."""
-    per_layer = arch.attn_params_per_layer
-    if arch.is_moe:
-        per_layer += _experts_touched(arch, tokens) * 3 * arch.hidden * arch.moe_intermediate
-    else:
-        per_layer += arch.ffn_params_per_layer
-    return (arch.layers * per_layer + arch.vocab * arch.hidden) * hw.weight_bytes
+def _weight_bytes_read(arch: ModelArch, hw: Hardware, tokens: float) -> tuple[float, float]:
+    """(dense, expert) weight bytes one forward pass over `tokens` tokens reads (all GPUs)."""
+    dense = arch.layers * (arch.attn_params_per_layer
+                           + (0 if arch.is_moe else arch.ffn_params_per_layer)) \
+        + arch.vocab * arch.hidden
+    experts = arch.layers * _experts_touched(arch, tokens) * 3 * arch.hidden \
+        * arch.moe_intermediate if arch.is_moe else 0.0
+    return dense * hw.weight_bytes, experts * hw.weight_bytes
+
+
+def _expert_flops_per_token(arch: ModelArch) -> float:
+    if not arch.is_moe:
+        return 0.0
+    return 2 * arch.layers * arch.experts_per_token * 3 * arch.hidden * arch.moe_intermediate
 
 
 def _kv_split(arch: ModelArch, hw: Hardware) -> float:
@@ -130,36 +135,47 @@ def _kv_split(arch: ModelArch, hw: Hardware) -> float:
     return float(min(hw.tp, arch.kv_heads))
 
 
-def _step_s(arch: ModelArch, hw: Hardware, flops: float, weight_bytes: float,
-            kv_bytes: float, tokens: float) -> float:
-    compute = flops / (hw.tp * hw.flops * hw.eff.compute)
-    memory = (weight_bytes / hw.tp + kv_bytes / _kv_split(arch, hw)) / (hw.bandwidth
-                                                                         * hw.eff.memory)
+def _step_s(arch: ModelArch, hw: Hardware, eff: Efficiency, gemm_flops: float,
+            expert_flops: float, attn_flops: float, weights: tuple[float, float],
+            kv_bytes: float, tokens: float, layer_us: float) -> float:
+    compute = ((gemm_flops - expert_flops) / eff.compute
+               + expert_flops / (eff.compute * eff.moe)
+               + attn_flops / eff.attention) / (hw.tp * hw.flops)
+    dense_bytes, expert_bytes = weights
+    memory = ((dense_bytes + expert_bytes / eff.moe) / (hw.tp * eff.memory)
+              + kv_bytes / (_kv_split(arch, hw) * eff.attention)) / hw.bandwidth
     act = tokens * arch.hidden * 2  # bf16 activations
-    comm = 2 * arch.layers * _allreduce_s(hw, act)
-    return max(compute, memory) + comm + hw.eff.step_overhead_ms * 1e-3
+    comm = 2 * arch.layers * _allreduce_s(hw, eff, act)
+    # a token passes every layer of every pipeline stage in turn
+    fixed = arch.layers * layer_us * 1e-6 + eff.step_ms * 1e-3
+    return max(compute, memory) + comm + fixed
 
 
 def prefill_ms(arch: ModelArch, hw: Hardware, tokens: int, prefix: int = 0) -> float:
-    """Time to prefill `tokens` new tokens of one sequence after `prefix` cached ones (ms)."""
+    """Time to the first token of one request: prefill `tokens` new tokens after `prefix`
+    cached ones, plus the request's fixed cost (ms)."""
+    eff = hw.eff
     t = float(tokens)
     attn_pairs = t * prefix + t * t / 2
     nonembed = arch.active_params - arch.embedding_params
-    flops = 2 * t * nonembed + 4 * arch.layers * arch.heads * arch.head_dim * attn_pairs \
-        + 2 * arch.hidden * arch.vocab
+    gemm = 2 * t * nonembed + 2 * arch.hidden * arch.vocab
+    attn = 4 * arch.layers * arch.heads * arch.head_dim * attn_pairs
     kv = (prefix + t) * arch.kv_bytes_per_token(hw.weight_bytes)
-    step = _step_s(arch, hw, flops, _weight_bytes_read(arch, hw, t), kv, t)
+    step = _step_s(arch, hw, eff, gemm, t * _expert_flops_per_token(arch), attn,
+                   _weight_bytes_read(arch, hw, t), kv, t, eff.prefill_layer_us)
     handoffs = (hw.pp - 1) * _handoff_s(hw, t * arch.hidden * 2)
-    return 1000 * (step + handoffs)
+    return 1000 * (step + handoffs) + eff.request_ms
 
 
 def decode_step_ms(arch: ModelArch, hw: Hardware, batch: float, context: float) -> float:
     """Inter-token latency of a decode step: `batch` sequences of mean length `context` (ms)."""
+    eff = hw.eff
     micro = max(batch / hw.pp, 1.0)
     nonembed = arch.active_params - arch.embedding_params
-    flops = micro * (2 * nonembed + 4 * arch.layers * arch.heads * arch.head_dim * context
-                     + 2 * arch.hidden * arch.vocab)
+    gemm = micro * (2 * nonembed + 2 * arch.hidden * arch.vocab)
+    attn = micro * 4 * arch.layers * arch.heads * arch.head_dim * context
     kv = micro * context * arch.kv_bytes_per_token(hw.weight_bytes)
-    step = _step_s(arch, hw, flops, _weight_bytes_read(arch, hw, micro), kv, micro)
+    step = _step_s(arch, hw, eff, gemm, micro * _expert_flops_per_token(arch), attn,
+                   _weight_bytes_read(arch, hw, micro), kv, micro, eff.decode_layer_us)
     handoffs = (hw.pp - 1) * _handoff_s(hw, micro * arch.hidden * 2)
     return 1000 * (step + handoffs)

@@ -9,26 +9,20 @@ Keys, as the mocker reads them (`--planner-profile-data FILE.npz`, or the replay
   size is their ratio).
 
 Each NPZ has a JSON sidecar with its provenance (provider, model, GPU, TP, PP, precision,
-backend, memory fit) and the KV capacity `num_gpu_blocks` to pass to the mocker.
+engine, the provider chain's choices). Which provider computes them is perf/providers.py's job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dynamo_bench.perf.arch import ModelArch
-from dynamo_bench.perf.memory import Fit, memory_fit
 from dynamo_bench.perf.roofline import Hardware, decode_step_ms, prefill_ms
 
-#: Bump when the model's formulas or factors change: cached tables are then recomputed.
-MODEL_VERSION = "roofline-1"
 NPZ_KEYS = ("prefill_isl", "prefill_ttft_ms", "decode_active_kv_tokens", "decode_context_length",
             "decode_itl")
 
@@ -47,6 +41,27 @@ class TimingTables:
     def load(self) -> dict[str, np.ndarray]:
         with np.load(self.path) as data:
             return {k: data[k] for k in NPZ_KEYS}
+
+    def lookup(self) -> TableLookup:
+        return TableLookup(self.load())
+
+
+class TableLookup:
+    """Read timing tables the way the mocker does: prefill by new tokens, decode step by active
+    KV tokens (batch x context) and context, interpolated linearly and held at the edges."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.a = arrays
+
+    def prefill_ms(self, tokens: float) -> float:
+        return float(np.interp(tokens, self.a["prefill_isl"], self.a["prefill_ttft_ms"]))
+
+    def decode_ms(self, batch: float, context: float) -> float:
+        active = np.asarray(self.a["decode_active_kv_tokens"])
+        ctx = np.asarray(self.a["decode_context_length"])
+        itl = np.asarray(self.a["decode_itl"])
+        by_ctx = [float(np.interp(context, ctx, row)) for row in itl]
+        return float(np.interp(batch * context, active, by_ctx))
 
 
 def _grid(lo: float, hi: float, n: int) -> np.ndarray:
@@ -69,50 +84,6 @@ def compute_tables(arch: ModelArch, hw: Hardware, *, kv_tokens: int,
     return {"prefill_isl": isl.astype(np.float64), "prefill_ttft_ms": ttft,
             "decode_active_kv_tokens": active.astype(np.float64),
             "decode_context_length": ctx.astype(np.float64), "decode_itl": itl}
-
-
-def tables_cache_dir() -> Path:
-    from dynamo_bench.serving.model_dir import cache_root
-
-    return cache_root() / "tables"
-
-
-def timing_tables(arch: ModelArch, hw: Hardware, *, block_size: int = 64,
-                  gpu_memory_utilization: float = 0.9, max_num_batched_tokens: int = 8192,
-                  max_context: int = 131072, cache_dir: Path | None = None
-                  ) -> tuple[TimingTables | None, Fit]:
-    """Tables for one worker configuration, from the cache or computed (then cached).
-
-    Returns (None, fit) when the configuration does not fit in memory.
-    """
-    fit = memory_fit(arch, hw, block_size=block_size,
-                     gpu_memory_utilization=gpu_memory_utilization,
-                     max_num_batched_tokens=max_num_batched_tokens)
-    if not fit.fits:
-        return None, fit
-    max_context = min(max_context, max(fit.kv_tokens, 1024))
-    inputs = {"provider": "roofline", "model_version": MODEL_VERSION, "arch": asdict(arch),
-              "gpu": hw.gpu.name, "tp": hw.tp, "pp": hw.pp, "precision": hw.precision,
-              "backend": hw.backend, "block_size": block_size,
-              "gpu_memory_utilization": gpu_memory_utilization,
-              "max_num_batched_tokens": max_num_batched_tokens, "max_context": max_context}
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
-    root = cache_dir or tables_cache_dir()
-    path = root / f"{arch.name}-{hw.gpu.name}-tp{hw.tp}-pp{hw.pp}-{hw.precision}-{key}.npz"
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        return TimingTables(path, meta["num_gpu_blocks"], block_size, meta), fit
-    root.mkdir(parents=True, exist_ok=True)
-    arrays = compute_tables(arch, hw, kv_tokens=fit.kv_tokens, max_context=max_context)
-    meta = {**inputs, "num_gpu_blocks": fit.num_gpu_blocks, "kv_tokens": fit.kv_tokens,
-            "fit": fit.reason}
-    fd, tmp = tempfile.mkstemp(dir=root, suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    return TimingTables(path, fit.num_gpu_blocks, block_size, meta), fit
 
 
 def save_tables(arrays: dict[str, np.ndarray], path: Path, provenance: dict) -> Path:

@@ -1,10 +1,14 @@
-"""A deployment's timing tables: one per worker group, from its model, GPU, TP, PP, precision.
+"""A deployment's timing tables: one per worker group, from the provider chain.
 
 This is where a `DeploymentSpec` meets the performance model. `backend: mocker` deployments run
-on these tables (`--planner-profile-data`, `--num-gpu-blocks-override`): the roofline model's by
-default, AIConfigurator's with `timing: aiconfigurator` (needs `--extra aic`), the mocker's
-built-in curve with `timing: mocker-default` (the same for every model and TP), or a measured
-NPZ file given as `timing: path.npz`.
+on these tables (`--planner-profile-data`, `--num-gpu-blocks-override`), and the offline replay
+of any deployment does too. A spec's `timing` picks the providers (perf/providers.py): `auto`
+(default: measured tables, else AIConfigurator's database where it covers the worker, else the
+calibrated roofline), `roofline`, `aiconfigurator`, `mocker-default` (the mocker's built-in
+curve, the same for every model and TP) or a path to an NPZ of measured tables.
+
+The tables time the engine the spec names: a vLLM, SGLang or TensorRT-LLM spec is timed as that
+engine (its constants and AIConfigurator's database for it), a mocker spec as vLLM.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from pathlib import Path
 from dynamo_bench.errors import UserError
 from dynamo_bench.perf.arch import ModelArch
 from dynamo_bench.perf.gpus import GPUS
-from dynamo_bench.perf.memory import Fit
+from dynamo_bench.perf.memory import Fit, memory_fit
+from dynamo_bench.perf.providers import WorkerQuery, default_chain, tables_from_chain
 from dynamo_bench.perf.roofline import Hardware
-from dynamo_bench.perf.tables import TimingTables, save_tables, timing_tables
+from dynamo_bench.perf.tables import TimingTables
 from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
 
 DEFAULT_BLOCK_SIZE = 64
@@ -26,6 +31,8 @@ DEFAULT_BLOCK_SIZE = 64
 #: schedule identically whatever either side's defaults are.
 ENGINE_DEFAULTS = {"max_num_seqs": 256, "max_num_batched_tokens": 8192,
                    "enable_chunked_prefill": True}
+#: The longest context a table covers unless the KV capacity is smaller.
+MAX_CONTEXT = 131072
 
 
 def kv_transfer(spec: DeploymentSpec, arch: ModelArch) -> tuple[float, int]:
@@ -53,61 +60,105 @@ def hardware(spec: DeploymentSpec, group: WorkerGroup) -> Hardware:
                     backend=spec.backend)
 
 
-def group_fit(spec: DeploymentSpec, role: Role, arch: ModelArch) -> tuple[TimingTables | None,
-                                                                           Fit]:
+def group_fit(spec: DeploymentSpec, role: Role, arch: ModelArch) -> Fit:
+    """The memory fit of one worker group."""
     g = spec.workers[role]
-    return timing_tables(arch, hardware(spec, g), block_size=g.block_size or DEFAULT_BLOCK_SIZE,
-                         gpu_memory_utilization=g.gpu_memory_utilization or 0.9,
-                         max_num_batched_tokens=g.max_num_batched_tokens or 8192)
+    return memory_fit(arch, hardware(spec, g), block_size=g.block_size or DEFAULT_BLOCK_SIZE,
+                      gpu_memory_utilization=g.gpu_memory_utilization or 0.9,
+                      max_num_batched_tokens=g.max_num_batched_tokens
+                      or ENGINE_DEFAULTS["max_num_batched_tokens"])
 
 
-def tables_for(spec: DeploymentSpec, model_dir: str | Path) -> dict[Role, TimingTables]:
-    """Timing tables per worker group for a mocker deployment (empty for mocker-default).
+def worker_query(spec: DeploymentSpec, role: Role, arch: ModelArch, fit: Fit) -> WorkerQuery:
+    g = spec.workers[role]
+    return WorkerQuery(spec.model, arch, hardware(spec, g), kv_tokens=fit.kv_tokens,
+                       max_context=min(MAX_CONTEXT, max(fit.kv_tokens, 1024)))
 
-    Raises:
-        DoesNotFitError: a group's model does not fit on its GPUs.
+
+def tables_for(spec: DeploymentSpec, model_dir: str | Path | None = None
+               ) -> dict[Role, TimingTables]:
+    """Timing tables per worker group (empty for `timing: mocker-default`).
+
+    The architecture is read from the catalogue or `spec.model`'s config.json (`model_dir`, if
+    given, is read instead). Raises `DoesNotFitError` when a group does not fit in memory, and
+    `UserError` when a given table file is missing or nothing covers a worker.
     """
     if spec.timing == "mocker-default":
         return {}
-    if spec.timing not in ("roofline", "aiconfigurator"):
-        path = Path(spec.timing).expanduser()
-        if not path.is_file():
-            raise UserError(f"timing: {path} not found (give an NPZ of timing tables, "
-                            "'roofline' or 'mocker-default')")
-        meta_path = path.with_suffix(".json")
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        blocks = int(meta.get("num_gpu_blocks", 0))
-        return {role: TimingTables(path, blocks, g.block_size or DEFAULT_BLOCK_SIZE, meta)
-                for role, g in spec.workers.items()}
-    arch = ModelArch.from_dir(model_dir)
+    path = Path(spec.timing).expanduser() if spec.timing.endswith(".npz") else None
+    if path is not None and not path.is_file():
+        raise UserError(f"timing: {path} not found (give an NPZ of timing tables, 'auto', "
+                        "'roofline', 'aiconfigurator' or 'mocker-default')")
+    arch = ModelArch.from_dir(model_dir) if model_dir is not None else ModelArch.of(spec.model)
     bandwidth, per_token = kv_transfer(spec, arch)
+    chain = default_chain(spec.timing)
     out: dict[Role, TimingTables] = {}
     for role in spec.roles():
-        tables, fit = group_fit(spec, role, arch)
-        if tables is None:
+        g = spec.workers[role]
+        fit = group_fit(spec, role, arch)
+        block = g.block_size or DEFAULT_BLOCK_SIZE
+        blocks = fit.num_gpu_blocks
+        if path is not None:
+            # measured tables carry the real engine's KV capacity
+            meta = path.with_suffix(".json")
+            measured = json.loads(meta.read_text()).get("num_gpu_blocks") if meta.is_file() \
+                else None
+            blocks = int(measured) if measured else blocks
+        elif not fit.fits:
             raise DoesNotFitError(f"workers.{role}", fit)
-        if spec.timing == "aiconfigurator":
-            tables = _aic_group_tables(spec, role, tables)
+        tables = tables_from_chain(worker_query(spec, role, arch, fit), chain,
+                                   num_gpu_blocks=blocks, block_size=block)
         out[role] = replace(tables, kv_transfer_gb_s=bandwidth, kv_bytes_per_token=per_token)
     return out
 
 
-def _aic_group_tables(spec: DeploymentSpec, role: Role, roofline: TimingTables) -> TimingTables:
-    """AIConfigurator's tables for a group, on the roofline tables' grid limits and KV capacity
-    (AIConfigurator predicts latencies, the memory fit stays ours). Cached beside them."""
-    from dynamo_bench.perf.aic import aic_tables
+def request_seconds(spec: DeploymentSpec, isl: float, osl: float, concurrency: int
+                    ) -> float | None:
+    """One request's predicted duration at `concurrency` (simulated seconds): its prefill plus
+    `osl` decode steps of a batch of concurrency / replicas, read from the deployment's timing
+    tables. None for `timing: mocker-default` (no tables) or a deployment that does not fit."""
+    try:
+        tables = tables_for(spec)
+    except UserError:
+        return None
+    if not tables:
+        return None
+    first = tables.get("prefill") or tables["agg"]
+    decode_role: Role = "decode" if "decode" in tables else "agg"
+    batch = max(1.0, concurrency / spec.workers[decode_role].replicas)
+    ttft = first.lookup().prefill_ms(isl)
+    itl = tables[decode_role].lookup().decode_ms(batch, isl + osl / 2)
+    return (ttft + osl * itl) / 1000.0
 
-    g = spec.workers[role]
-    path = roofline.path.with_name(roofline.path.stem + "-aic.npz")
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        return TimingTables(path, meta["num_gpu_blocks"], roofline.block_size, meta)
-    kv_tokens = int(roofline.provenance.get("kv_tokens", 0))
-    arrays = aic_tables(spec.model, spec.gpu, spec.backend, tp=g.tp, pp=g.pp,
-                        precision=spec.precision, kv_tokens=kv_tokens,
-                        max_context=int(roofline.provenance.get("max_context", 32768)))
-    meta = {**roofline.provenance, "provider": "aiconfigurator",
-            "aiconfigurator_version": "0.12.0"}
-    save_tables(arrays, path, meta)
-    return TimingTables(path, roofline.num_gpu_blocks, roofline.block_size, meta)
+
+def boundary_estimate(spec: DeploymentSpec, isl: float, osl: float, *, ttft_ms: float,
+                      itl_ms: float, limit: int) -> int | None:
+    """The performance model's guess of the highest concurrency (<= `limit`) at which mean TTFT
+    and ITL stay within `ttft_ms` and `itl_ms`, in closed form from the timing tables: each
+    decode step of a batch also carries the prefill of the requests that replace finished ones,
+    and prefills queue at their workers like an M/D/1 queue. A first guess for the load search,
+    not a result; None when the deployment has no tables or does not fit."""
+    try:
+        tables = tables_for(spec)
+    except UserError:
+        return None
+    if not tables:
+        return None
+    decode_role: Role = "decode" if "decode" in tables else "agg"
+    prefill_role: Role = "prefill" if "prefill" in tables else "agg"
+    dec, pre = tables[decode_role].lookup(), tables[prefill_role].lookup()
+    first = pre.prefill_ms(isl)
+    ctx = isl + osl / 2
+    best = 0
+    for c in range(1, limit + 1):
+        batch = c / spec.workers[decode_role].replicas
+        step = dec.decode_ms(batch, ctx)
+        if decode_role == "agg":
+            step += first * batch / max(osl, 1)
+        e2e = first + osl * step
+        load = (c / spec.workers[prefill_role].replicas) * first / e2e
+        ttft = first * (1 + load / (2 * (1 - load))) if load < 1 else float("inf")
+        if step > itl_ms or ttft > ttft_ms:
+            break
+        best = c
+    return best

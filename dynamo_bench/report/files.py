@@ -25,6 +25,7 @@ import yaml
 
 from dynamo_bench.errors import UserError
 from dynamo_bench.perf.timing import tables_for
+from dynamo_bench.tune.peer import PeerComparison, markdown
 from dynamo_bench.report.best import Candidate, Choice, choose
 from dynamo_bench.report.pareto import front_table
 from dynamo_bench.report.plots import pareto_figure
@@ -72,7 +73,8 @@ def write_best(record: StudyRecord, choice: Choice, dest: Path) -> list[Path]:
                                         sort_keys=False))
         files.append(dep)
         simulated = spec.backend == "mocker"
-        model = resolve_model(spec.model, simulated=simulated)
+        model = resolve_model(spec.model, simulated=simulated, precision=spec.precision,
+                              backend=spec.backend)
         tables, table_files = {}, {}
         if simulated:
             tables = tables_for(spec, model)
@@ -167,7 +169,16 @@ def summary_markdown(record: StudyRecord, choice: Choice) -> str:
         r = choice.runner_up
         lines += ["## Runner-up", "", f"{r.row['config']} (trial {r.trial}): "
                   f"{choice.why_runner_up_lost}.", ""]
+    peer = peer_comparison(record, tier)
+    if peer is not None:
+        lines += [markdown(peer)]
     return "\n".join(lines)
+
+
+def peer_comparison(record: StudyRecord, tier: str) -> PeerComparison | None:
+    """The tier's side by side with AIConfigurator, if the study ran one."""
+    doc = record.meta.get("peer", {}).get(tier)
+    return PeerComparison.from_json(doc) if doc else None
 
 
 def write_report(folder: str | Path, storage: str | None = None, html: bool = False) -> Report:
@@ -207,7 +218,9 @@ def write_report(folder: str | Path, storage: str | None = None, html: bool = Fa
             "predicted_tok_s_per_gpu": c.best.predicted,
             "verified_tok_s_per_gpu": c.best.verified_value,
             "verified_ok": c.best.verified_ok if c.best.verified is not None else None})
-            for t, c in report.choices.items()}}, indent=2) + "\n")
+            for t, c in report.choices.items()},
+         "aiconfigurator": {t: record.meta.get("peer", {}).get(t) for t in tiers}},
+        indent=2, default=str) + "\n")
     report.files.append(folder / "report.json")
     if html:
         from dynamo_bench.report.html import write_html

@@ -191,6 +191,26 @@ def _metric_cells(p: pd.Series) -> dict[str, Any]:
             "tok/s per user": p.get("output_tok_s_per_user")}
 
 
+def _peer(record: StudyRecord, tier: str) -> str:
+    from dynamo_bench.report.files import peer_comparison
+    from dynamo_bench.tune.peer import EVALUATORS, table_rows
+
+    c = peer_comparison(record, tier)
+    head = f"<h3>{html.escape(tier)}</h3>"
+    if c is None:
+        return head + "<p class='muted'>Not run for this study.</p>"
+    if c.skipped:
+        return head + f"<p class='muted'>Not compared: {html.escape(c.skipped)}.</p>"
+    rows = [{k: r[k] for k in ("tool", "pick", "evaluator", "tok/s/GPU", "tok/s/user",
+                               "TTFT p90 ms", "ITL p90 ms", "vs AIConfigurator's best",
+                               "AIConfigurator's estimate")} for r in table_rows(c)]
+    ratios = ", ".join(f"{e}: {c.ratio(e):.2f}x" for e in EVALUATORS if c.ratio(e) is not None)
+    return (head + f"<p>AIConfigurator {html.escape(str(c.aiconfigurator_version))}'s best "
+            "picks, scored by the same evaluators and load search. dynamo-bench's pick / "
+            f"AIConfigurator's best: {html.escape(ratios or '-')}.</p>"
+            + _table(rows, left=("tool", "pick", "evaluator")))
+
+
 def html_report(record: StudyRecord, choices: dict[str, Choice]) -> str:
     """The whole page as a string."""
     tiers = list(record.slas)
@@ -215,6 +235,7 @@ def html_report(record: StudyRecord, choices: dict[str, Choice]) -> str:
         f"<code>{html.escape(record.storage.split('@')[-1])}</code></p>",
         "<h2>The question</h2>", _question(record),
         "<h2>The answer</h2>", *(_answer(record, choices[t]) for t in tiers),
+        "<h2>Side by side with AIConfigurator</h2>", *(_peer(record, t) for t in tiers),
         "<h2>Pareto fronts</h2>",
         _figure(pareto_figure(front, tiers, {t: str(s) for t, s in record.slas.items()},
                               chosen),

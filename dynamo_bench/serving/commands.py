@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from dynamo_bench.perf.tables import TimingTables
 from dynamo_bench.perf.timing import ENGINE_DEFAULTS
+from dynamo_bench.serving.model_dir import is_prequantized
 from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
 
 #: Environment that keeps a stack on loopback and private (see FIELD-NOTES).
@@ -180,7 +181,11 @@ def _vllm(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[
     _bool_flag(argv, "enable-prefix-caching", g.enable_prefix_caching)
     _bool_flag(argv, "enable-chunked-prefill", g.enable_chunked_prefill)
     if spec.precision == "fp8":
-        argv += ["--quantization", "fp8", "--kv-cache-dtype", "fp8"]
+        # a published fp8 checkpoint carries its quantization config; bf16 weights are
+        # quantized at load time
+        if not is_prequantized(model):
+            argv += ["--quantization", "fp8"]
+        argv += ["--kv-cache-dtype", "fp8"]
     transfer = _vllm_transfer_config(spec, role, g)
     if transfer is not None:
         argv += ["--kv-transfer-config", json.dumps(transfer, separators=(",", ":"))]
@@ -206,7 +211,9 @@ def _sglang(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> lis
     _flag(argv, "--context-length", g.max_model_len)
     _flag(argv, "--mem-fraction-static", g.gpu_memory_utilization)
     if spec.precision == "fp8":
-        argv += ["--quantization", "fp8", "--kv-cache-dtype", "fp8_e4m3"]
+        if not is_prequantized(model):
+            argv += ["--quantization", "fp8"]
+        argv += ["--kv-cache-dtype", "fp8_e4m3"]
     if not g.enable_prefix_caching:
         argv.append("--disable-radix-cache")
     if g.enable_chunked_prefill is False:

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from dynamo_bench.perf.models import catalogue_model
+from dynamo_bench.serving.model_dir import resolve_model
 from dynamo_bench.serving.commands import frontend_argv, worker_commands
 from dynamo_bench.specs.deployment import Backend, DeploymentSpec, Role
 
@@ -47,9 +48,12 @@ def _strip_local(args: list[str]) -> list[str]:
 
 
 def model_reference(spec: DeploymentSpec) -> str:
-    """What the cluster should load: the Hugging Face id for catalogue models, else the path."""
-    entry = catalogue_model(spec.model)
-    return entry.hf_id if entry else spec.model
+    """What the cluster should load: the Hugging Face id for catalogue models (the fp8 export for
+    `precision: fp8` where one is published), else the path."""
+    if catalogue_model(spec.model) is None:
+        return spec.model
+    return resolve_model(spec.model, simulated=False, precision=spec.precision,
+                         backend=spec.backend)
 
 
 def dgd_manifest(spec: DeploymentSpec, *, image: str | None = None, namespace: str | None = None,

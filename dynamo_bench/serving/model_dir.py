@@ -9,13 +9,13 @@ need them, and GPU backends are pointed at a real checkpoint by the user.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from dynamo_bench.cache import cache_root
 from dynamo_bench.errors import SpecError
 from dynamo_bench.perf.models import CATALOGUE, CatalogueModel, ChatFamily, catalogue_model
 
@@ -132,12 +132,6 @@ def write_model_dir(model: CatalogueModel, dest: Path) -> Path:
     return dest
 
 
-def cache_root() -> Path:
-    """Where catalogue model directories are cached (`$DYNAMO_BENCH_CACHE` or ~/.cache/dynamo-bench)."""
-    env = os.environ.get("DYNAMO_BENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "dynamo-bench"
-
-
 def cached_model_dir(model: CatalogueModel) -> Path:
     """The cached directory for a catalogue model, built on first use (safe across processes)."""
     final = cache_root() / "models" / f"{model.name}-v{MODEL_DIR_VERSION}"
@@ -172,16 +166,20 @@ def missing_files(path: Path) -> list[str]:
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def resolve_model(model: str, simulated: bool = True, field: str = "model") -> str:
+def resolve_model(model: str, simulated: bool = True, field: str = "model",
+                  precision: str = "bf16", backend: str | None = None) -> str:
     """Turn a spec's `model` into what the workers load.
 
     - an existing directory: checked for the files the frontend needs, returned as a path;
     - a catalogue name: for a simulated engine (the mocker) the cached local directory, for a GPU
-      engine the model's Hugging Face id (the engine downloads the weights);
+      engine the model's Hugging Face id (the engine downloads the weights): its published fp8
+      checkpoint when `precision` is fp8 and there is one;
     - for a GPU engine, any other `org/name` is passed through as a Hugging Face id.
 
     Raises:
-        SpecError: a directory lacks files, or the name is none of the above.
+        SpecError: a directory lacks files, or the name is none of the above, or TensorRT-LLM
+            is asked for fp8 weights of a catalogue model that has no fp8 checkpoint (it cannot
+            quantize at load time).
     """
     path = Path(model).expanduser()
     if path.is_dir():
@@ -193,8 +191,28 @@ def resolve_model(model: str, simulated: bool = True, field: str = "model") -> s
         return str(path.resolve())
     entry = catalogue_model(model)
     if entry is not None:
-        return str(cached_model_dir(entry)) if simulated else entry.hf_id
+        if simulated:
+            return str(cached_model_dir(entry))
+        if backend == "trtllm" and precision == "fp8" and entry.fp8_hf_id is None:
+            raise SpecError("precision", f"fp8 on trtllm needs an fp8 checkpoint and "
+                            f"{entry.name} has none in the catalogue: set model to the directory "
+                            "or Hugging Face id of an fp8 export, or use bf16")
+        return entry.checkpoint(precision)
     if not simulated and _HF_ID.match(model) and not path.exists():
         return model
     raise SpecError(field, f"{model!r} is neither a model directory nor a catalogue model "
                     f"(catalogue: {', '.join(CATALOGUE)})")
+
+
+def is_prequantized(model: str) -> bool:
+    """True when `model` (what `resolve_model` returned) is a checkpoint whose weights are
+    already quantized: a catalogue fp8 export, or a directory whose config.json says so."""
+    if any(m.fp8_hf_id == model for m in CATALOGUE.values()):
+        return True
+    config = Path(model) / "config.json"
+    if config.is_file():
+        try:
+            return "quantization_config" in json.loads(config.read_text())
+        except ValueError:
+            return False
+    return False

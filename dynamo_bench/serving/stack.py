@@ -158,7 +158,8 @@ class Stack:
         """
         if self.started:
             raise RuntimeError("stack already started")
-        model = resolve_model(self.spec.model, simulated=self.spec.backend == "mocker")
+        model = resolve_model(self.spec.model, simulated=self.spec.backend == "mocker",
+                              precision=self.spec.precision, backend=self.spec.backend)
         self.model_path = model
         self.tables = tables_for(self.spec, model) if self.spec.backend == "mocker" else {}
         workers = worker_commands(self.spec, model, python=self._python, tables=self.tables)

@@ -29,6 +29,8 @@ CONNECTORS: dict[Backend, tuple[KvConnector, ...]] = {
     "sglang": ("none", "nixl", "mooncake"),
     "trtllm": ("none", "nixl", "ucx"),
 }
+#: The timing sources a spec can name besides an NPZ file (perf/providers.py).
+TIMINGS = ("auto", "roofline", "aiconfigurator", "mocker-default")
 #: Block sizes vLLM's cache config accepts.
 VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128)
 
@@ -137,11 +139,11 @@ class DeploymentSpec(Strict):
     mode: Mode = "agg"
     gpu: str = "h100_sxm"
     precision: Literal["bf16", "fp8"] = Field("bf16", description="weights and KV cache")
-    timing: str = Field("roofline", min_length=1, description=(
-        "mocker timing: 'roofline' (tables from the performance model for this model, GPU, "
-        "TP, PP), 'aiconfigurator' (AIConfigurator's predictions; --extra aic), "
-        "'mocker-default' (the mocker's built-in curve), or a path to an NPZ of measured "
-        "tables"))
+    timing: str = Field("auto", min_length=1, description=(
+        "simulated timing (mocker and replay): 'auto' (measured tables, else AIConfigurator's "
+        "database where it covers the worker, else the calibrated roofline), 'roofline', "
+        "'aiconfigurator', 'mocker-default' (the mocker's built-in curve), or a path to an "
+        "NPZ of measured tables"))
     workers: dict[Role, WorkerGroup]
     router: RouterSpec = RouterSpec()
     frontend: FrontendSpec = FrontendSpec()
@@ -172,10 +174,10 @@ class DeploymentSpec(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSpec:
-        if self.timing not in ("roofline", "aiconfigurator", "mocker-default") and \
-                not self.timing.endswith(".npz"):
-            raise _field_error("timing", f"{self.timing!r} is invalid: use 'roofline', "
-                               "'aiconfigurator', 'mocker-default' or a path to an .npz file")
+        if self.timing not in TIMINGS and not self.timing.endswith(".npz"):
+            raise _field_error("timing", f"{self.timing!r} is invalid: use "
+                               f"{', '.join(repr(t) for t in TIMINGS)} or a path to an .npz "
+                               "file")
         if self.gpu not in GPUS:
             raise _field_error("gpu", f"unknown GPU type {self.gpu!r} "
                                f"(known: {', '.join(GPUS)})")

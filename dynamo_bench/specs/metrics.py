@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-METRICS_SCHEMA_VERSION = 1
+METRICS_SCHEMA_VERSION = 2
 STAT_NAMES = ("p50", "p90", "p95", "p99", "mean")
 
 
@@ -24,6 +24,10 @@ class Metrics(BaseModel):
     round trip to the worker: HTTP, tokenisation, routing). `time_base` is "simulated" when
     mocker latencies were rescaled by `speedup_ratio`; the rescaling multiplied that overhead by
     `speedup_ratio` too.
+
+    Latencies and throughputs are those of the steady-state window (loadgen/steady.py):
+    `window_requests` requests over `duration_s`; `steady_state` is False when the run was too
+    short for a window and every request was used. `requests` and `errors` count the whole run.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -67,6 +71,8 @@ class Metrics(BaseModel):
     osl_mean: float | None = None
     prefix_cache_hit_rate: float | None = None
     duration_s: float | None = None
+    window_requests: int | None = None
+    steady_state: bool | None = None
 
     server_ttft_ms_mean: float | None = None
     server_itl_ms_mean: float | None = None

@@ -68,6 +68,9 @@ class WorkloadSpec(Strict):
     load on this machine (client-side; the frontend's own TTFT does not show it), which would
     distort every TTFT figure and the saturation check. Set "pooled" to measure what a
     keep-alive client sees.
+
+    Results come from the steady-state window (loadgen/steady.py): the first wave and the drain
+    are left out, and under a concurrency the first requests start spread over `ramp_s`.
     """
 
     name: str = "workload"
@@ -87,6 +90,10 @@ class WorkloadSpec(Strict):
     request_count: int | None = Field(None, ge=1)
     duration_s: float | None = Field(None, gt=0)
     warmup_requests: int = Field(0, ge=0)
+    ramp_s: float | None = Field(None, ge=0, description=(
+        "closed loop: spread the starts of the first `concurrency` requests over this many "
+        "seconds (AIPerf's concurrency ramp) instead of one burst; None: about one request's "
+        "predicted duration; 0: all at once"))
     seed: int = 0
     ignore_eos: bool = Field(True, description="hold the output length (ignore_eos)")
     connection_reuse: Literal["never", "pooled", "sticky-user-sessions"] = Field(

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from dynamo_bench.errors import DynamoBenchError, UserError
 from dynamo_bench.loadgen.search import Probe, SearchOutcome, search_down, search_max_load
-from dynamo_bench.perf.timing import DoesNotFitError
+from dynamo_bench.perf.timing import DoesNotFitError, boundary_estimate
 from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.metrics import Metrics
 from dynamo_bench.specs.sla import SLA
@@ -133,11 +133,29 @@ class Evaluator(abc.ABC):
                 ) -> contextlib.AbstractContextManager[Callable[[int], Metrics]]:
         """Bring the deployment up; yield `measure(concurrency) -> Metrics`."""
 
+    def first_guess(self, spec: DeploymentSpec, sla: SLA) -> int:
+        """Where the load search starts: the performance model's estimate of the SLA boundary
+        (perf/timing.py: `boundary_estimate`), within [load.start, load.limit]."""
+        w = self.workload
+        limits = {m: min((c.threshold for c in sla.constraints
+                          if c.metric == m and c.op == "<="), default=float("inf"))
+                  for m in ("ttft_ms", "itl_ms")}
+        guess = None
+        if w.isl is not None and w.osl is not None:
+            isl = w.isl.mean + (w.prefix.length if w.prefix else 0) \
+                + (w.shared_system_prompt_length or 0)
+            try:
+                guess = boundary_estimate(spec, isl, w.osl.mean, ttft_ms=limits["ttft_ms"],
+                                          itl_ms=limits["itl_ms"], limit=self.load.limit)
+            except DoesNotFitError:
+                guess = None
+        return max(self.load.start, min(self.load.limit, guess or self.load.start))
+
     def evaluate(self, spec: DeploymentSpec, sla: SLA, out_dir: Path) -> Evaluation:
-        """Search the highest concurrency meeting `sla`: double from `load.start`, bisect."""
+        """Search the highest concurrency meeting `sla`, from the model's first guess."""
+        start = self.first_guess(spec, sla)
         return self._search(spec, sla, out_dir, lambda probe: search_max_load(
-            probe, start=self.load.start, limit=self.load.limit,
-            max_probes=self.load.max_probes))
+            probe, start=start, limit=self.load.limit, low=self.load.start))
 
     def verify(self, spec: DeploymentSpec, sla: SLA, concurrency: int,
                out_dir: Path) -> Evaluation:
@@ -195,8 +213,8 @@ class ReplayEvaluator(Evaluator):
 
 def _no_fit(e: DoesNotFitError, fidelity: Fidelity) -> Evaluation:
     fit = e.fit
-    need = fit.weights_gb + fit.reserve_gb
-    shortfall = max(need / fit.usable_gb - 1.0, 0.0) if fit.usable_gb > 0 else 1.0
+    need = fit.weights_gib + fit.reserve_gib
+    shortfall = max(need / fit.usable_gib - 1.0, 0.0) if fit.usable_gib > 0 else 1.0
     return Evaluation("infeasible", fidelity, reason=f"does not fit: {e}",
                       memory_shortfall=shortfall or 1e-3)
 

@@ -85,12 +85,15 @@ def load_study(folder: str | Path, storage: str | None = None) -> StudyRecord:
     trial_rows: list[dict[str, Any]] = []
     point_rows: list[dict[str, Any]] = []
     names = {s.study_name for s in summaries}
+    peers: dict[str, Any] = {}
     for tier in slas:
         for kind, name in (("explore", study_name(sweep.name, tier)),
                            ("verify", study_name(sweep.name, tier, verify=True))):
             if name not in names:
                 continue
             study = optuna.load_study(study_name=name, storage=backend)
+            if kind == "explore" and "peer" in study.user_attrs:
+                peers[tier] = study.user_attrs["peer"]
             for t in study.get_trials(deepcopy=False):
                 row, pts = _rows(t, tier, kind)
                 trial_rows.append(row)
@@ -98,7 +101,7 @@ def load_study(folder: str | Path, storage: str | None = None) -> StudyRecord:
     trials = pd.DataFrame(trial_rows)
     points = pd.DataFrame(point_rows)
     return StudyRecord(folder, url, sweep, slas, trials, points,
-                       meta={"tiers": list(slas)})
+                       meta={"tiers": list(slas), "peer": peers})
 
 
 def _rows(t: optuna.trial.FrozenTrial, tier: str, kind: str

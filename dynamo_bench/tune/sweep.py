@@ -177,16 +177,26 @@ class Fidelity(Strict):
 
 
 class LoadSearch(Strict):
-    """The per-trial load search: concurrency doubled from `start` up to `limit`, then bisected."""
+    """The per-trial load search: from the performance model's estimate of the SLA boundary,
+    doubled or halved to bracket it between `start` and `limit`, then bisected to adjacent
+    concurrencies. Its probe budget is derived from `start` and `limit`
+    (loadgen/search.py: `probe_budget`)."""
 
-    start: int = Field(1, ge=1)
-    limit: int = Field(256, ge=1)
-    max_probes: int = Field(8, ge=1)
+    start: int = Field(1, ge=1, description="the lowest concurrency a trial may settle on")
+    limit: int = Field(256, ge=1, description="the highest concurrency a trial may try")
     requests_per_slot: float = Field(8.0, gt=0, description=(
         "requests per unit of concurrency in a probe (at least the workload's request_count);"
         " the same in replay and live, so predictions and verifications compare"))
     verify_probes: int = Field(4, ge=1, description=(
         "live probes a verification may spend walking down from the predicted load"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_budget(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_probes" in data:
+            raise field_error("max_probes", "is no longer a setting: the probe budget is "
+                              "derived from start and limit (remove it)")
+        return data
 
     @model_validator(mode="after")
     def _order(self) -> LoadSearch:
@@ -222,6 +232,9 @@ class SweepSpec(Strict):
     fidelity: Fidelity = Fidelity()
     load: LoadSearch = LoadSearch()
     search: SearchSettings = SearchSettings()
+    peer: Literal["aiconfigurator", "none"] = Field("aiconfigurator", description=(
+        "score AIConfigurator's own picks for the same question next to the answer "
+        "(tune/peer.py); none: skip"))
     storage: str | None = Field(None, description="sqlite (default, in the study folder), "
                                 "journal, or a database URL (postgresql://...)")
 

@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 
 from dynamo_bench.errors import DynamoBenchError, SpecError
 from dynamo_bench.perf.arch import ModelArch
-from dynamo_bench.serving.model_dir import resolve_model
+from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.tune.evaluate import Evaluation, Evaluator, LiveEvaluator, ReplayEvaluator
 from dynamo_bench.tune.guess import start_points
@@ -147,6 +147,7 @@ class TuneOptions:
     """Run-time choices that are not part of the sweep file (CLI flags)."""
 
     verify: bool | None = None  # None: the sweep's fidelity.verify
+    peer: bool | None = None  # None: the sweep's `peer`
     trials: int | None = None
     wall_s: float | None = None
     on_trial: OnTrial | None = None
@@ -237,6 +238,11 @@ class Tuner:
             if deadline is not None:  # share what is left evenly among the remaining tiers
                 timeout = max(0.0, (deadline - time.monotonic()) / (len(tiers) - i))
             self.explore(tier, timeout)
+        peer = self.options.peer if self.options.peer is not None else \
+            self.sweep.peer == "aiconfigurator"
+        if peer:
+            for tier in tiers:
+                self.compare(tier)
         verify = self.options.verify if self.options.verify is not None else \
             self.sweep.fidelity.verify == "live"
         if verify and self.sweep.fidelity.explore == "replay":
@@ -248,8 +254,7 @@ class Tuner:
         recover_interrupted(study)
         sla = self.slas[tier]
         if created:
-            arch = ModelArch.from_dir(resolve_model(self.sweep.deployment["model"],
-                                                    simulated=True))
+            arch = ModelArch.of(self.sweep.deployment["model"])
             for g in start_points(self.sweep, sla, arch, self.sweep.search.start_points):
                 study.enqueue_trial(g.params, user_attrs={"start_point": True})
         done = _explored(study)
@@ -291,6 +296,28 @@ class Tuner:
             trial.set_constraint(key, value)
         values = objective_values(self.sweep, ev)
         return values if len(values) > 1 else values[0]
+
+    # -- the peer -----------------------------------------------------------------------------
+
+    def compare(self, tier: str) -> None:
+        """Score AIConfigurator's picks for the tier next to the tier's best explored trial and
+        keep the comparison with the study (`peer` attribute; tune/peer.py)."""
+        from dynamo_bench.tune.peer import compare
+
+        study, _ = self._open(tier)
+        best = candidates(study, 1)
+        ours = label = None
+        if best:
+            ours = DeploymentSpec.model_validate(best[0].user_attrs["deployment"])
+            label = best[0].user_attrs.get("config")
+        evaluator = self.explorer if isinstance(self.explorer, ReplayEvaluator) else None
+        if self.options.on_trial:
+            self.options.on_trial(f"{tier} (AIConfigurator)", 0, 1, None, "side by side")
+        result = compare(self.sweep, tier, ours, label, self.folder / "peer" / tier, evaluator)
+        doc = result.to_json()
+        if best:
+            doc["trial"] = best[0].number
+        study.set_user_attr("peer", doc)
 
     # -- verification -------------------------------------------------------------------------
 

@@ -112,7 +112,7 @@ def test_worker_crash_during_a_live_trial_is_recorded_and_the_study_goes_on(
         "workload": {"isl": {"mean": 128}, "osl": {"mean": 32}, "concurrency": 1,
                      "request_count": 16},
         "sla": {"loose": "ttft_ms.p90<=5000,itl_ms.p90<=200"},
-        "load": {"limit": 2, "max_probes": 2, "requests_per_slot": 8},
+        "load": {"limit": 2, "requests_per_slot": 8},
         "fidelity": {"explore": "live"}, "search": {"start_points": 0}})
     killed: list[str] = []
 

@@ -15,7 +15,7 @@ import sys
 import venv
 from pathlib import Path
 
-from dynamo_bench.serving.model_dir import cache_root
+from dynamo_bench.cache import cache_root
 
 # What the parsers import, pinned to the versions they were checked with.
 _COMMON = ["numpy==2.4.6", "packaging==26.3", "psutil==7.2.2", "pydantic==2.14.3",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,12 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dynamo_bench.api import predict as api_predict
 from dynamo_bench.perf.arch import ModelArch
 from dynamo_bench.perf.gpus import GPUS
 from dynamo_bench.perf.memory import memory_fit
 from dynamo_bench.perf.models import CATALOGUE
 from dynamo_bench.perf.roofline import Hardware, decode_step_ms, prefill_ms
-from dynamo_bench.perf.tables import NPZ_KEYS, timing_tables
+from dynamo_bench.perf.providers import (
+    AIConfiguratorProvider,
+    RooflineProvider,
+    WorkerQuery,
+    chain_for,
+    tables_from_chain,
+)
+from dynamo_bench.perf.tables import NPZ_KEYS
 from dynamo_bench.perf.timing import DoesNotFitError, tables_for
 from dynamo_bench.serving.commands import worker_commands
 from dynamo_bench.serving.model_dir import resolve_model
@@ -71,32 +80,33 @@ def test_more_tp_is_faster_with_diminishing_returns() -> None:
 def test_fp8_halves_weight_bytes_and_speeds_decode() -> None:
     bf16 = memory_fit(L70, hw(tp=4))
     fp8 = memory_fit(L70, hw(tp=4, precision="fp8"))
-    assert fp8.weights_gb == pytest.approx(bf16.weights_gb / 2)
+    assert fp8.weights_gib == pytest.approx(bf16.weights_gib / 2)
     assert fp8.kv_bytes_per_token == pytest.approx(bf16.kv_bytes_per_token / 2)
+    # fewer bytes per step; how much faster depends on the engine's fp8 kernels (fitted)
     assert decode_step_ms(L70, hw(tp=4, precision="fp8"), 1, 1024) < \
-        0.6 * decode_step_ms(L70, hw(tp=4), 1, 1024)
+        0.9 * decode_step_ms(L70, hw(tp=4), 1, 1024)
 
 
 @pytest.mark.parametrize(("model", "gpu", "tp", "pp", "precision", "fits"), [
-    # 70.55B x 2 B = 141.1 GB of weights > 80 GB x 0.9 = 72 GB usable
+    # usable = driver-reported memory x 0.9: H100 81,559 MiB -> 71.7 GiB, H200 143,771 MiB
+    # -> 126.4 GiB. 70.55B x 2 B = 131.4 GiB of weights
     ("Llama-3.1-70B", "h100_sxm", 1, 1, "bf16", False),
-    # TP2: 70.6 GB/GPU of weights leaves no KV room in 72 GB
-    ("Llama-3.1-70B", "h100_sxm", 2, 1, "bf16", False),
-    # TP4: 35.3 GB/GPU of weights, ~34 GB of KV
+    # TP2: 65.7 GiB/GPU of weights leaves ~2.8 GiB of KV (AIConfigurator: ~24k tokens)
+    ("Llama-3.1-70B", "h100_sxm", 2, 1, "bf16", True),
     ("Llama-3.1-70B", "h100_sxm", 4, 1, "bf16", True),
-    # fp8 on one H100: 70.6 GB > 72 - reserve: no KV room
-    ("Llama-3.1-70B", "h100_sxm", 1, 1, "fp8", False),
-    # fp8 on one H200: 70.6 GB of 126.9 GB usable
+    # fp8 on one H100 (TensorRT-LLM publishes this layout): 65.7 GiB of weights, ~15k tokens
+    ("Llama-3.1-70B", "h100_sxm", 1, 1, "fp8", True),
+    ("Llama-3.1-70B", "h200_sxm", 1, 1, "bf16", False),
     ("Llama-3.1-70B", "h200_sxm", 1, 1, "fp8", True),
-    # 405B bf16 = 811.7 GB: /8 = 101.5 GB > 72 on H100, < 126.9 on H200
+    # 405B bf16 = 756 GiB: /8 = 94.5 GiB > 71.7 on H100, < 126.4 on H200
     ("Llama-3.1-405B", "h100_sxm", 8, 1, "bf16", False),
     ("Llama-3.1-405B", "h200_sxm", 8, 1, "bf16", True),
     ("Llama-3.1-405B", "h100_sxm", 8, 2, "bf16", True),
-    # 8B (16.1 GB) on a 48 GB L40S
+    # 8B (15 GiB) on an L40S (46,068 MiB -> 40.5 GiB usable)
     ("Llama-3.1-8B", "l40s", 1, 1, "bf16", True),
-    # 32B bf16 (65.5 GB) on one A100 80GB: 72 - 65.5 - 3.3 = 3.1 GB of KV, 11,904 tokens
+    # 32B bf16 (61 GiB) on one A100 80GB (72 GiB usable)
     ("Qwen3-32B", "a100_80gb", 1, 1, "bf16", True),
-    # ... but not on a 48 GB L40S (43.2 GB usable); TP4 puts 16.4 GB of weights on each
+    # ... but not on one L40S; TP4 puts 15.3 GiB of weights on each
     ("Qwen3-32B", "l40s", 1, 1, "bf16", False),
     ("Qwen3-32B", "l40s", 4, 1, "bf16", True),
 ])
@@ -108,31 +118,89 @@ def test_memory_fit_boundaries(model, gpu, tp, pp, precision, fits) -> None:
         assert fit.num_gpu_blocks * 64 == fit.kv_tokens >= 4096
 
 
+def test_memory_is_binary_gigabytes() -> None:
+    """The layouts that only just fit: their KV room depends on reading 80 GB as 80 GiB."""
+    assert GPUS["h100_sxm"].memory_bytes == 81_559 * 2**20
+    tp2 = memory_fit(L70, hw(tp=2))
+    assert 15_000 < tp2.kv_tokens < 26_000, tp2.reason
+    assert "GiB" in tp2.reason and tp2.usable_gib == pytest.approx(71.7, abs=0.05)
+    fp8 = memory_fit(L70, hw(precision="fp8"))
+    assert 12_000 < fp8.kv_tokens < 20_000, fp8.reason
+
+
 def test_kv_capacity_by_hand() -> None:
-    """Llama-3.1-8B, 1 x H100, block 64: (72 - 16.06 - reserve) GB / (64 x 131072 B)."""
+    """Llama-3.1-8B, 1 x H100, block 64: (81,559 MiB x 0.9 - 16.06e9 B - reserve) / (64 x
+    131072 B)."""
     fit = memory_fit(L8, hw())
-    expected = int((72e9 - L8.params * 2 - fit.reserve_gb * 1e9) // (64 * 131072))
+    usable = 81_559 * 2**20 * 0.9
+    expected = int((usable - L8.params * 2 - fit.reserve_gib * 2**30) // (64 * 131072))
     assert fit.num_gpu_blocks == expected
-    assert 6000 < fit.num_gpu_blocks < 7000
+    assert 6500 < fit.num_gpu_blocks < 7500
+
+
+def _query(h: Hardware, a: ModelArch = L70, model: str = "Llama-3.1-70B") -> WorkerQuery:
+    fit = memory_fit(a, h)
+    return WorkerQuery(model, a, h, kv_tokens=fit.kv_tokens, max_context=32768)
 
 
 def test_tables_are_complete_cached_and_traceable(tmp_path: Path) -> None:
-    tables, fit = timing_tables(L70, hw(tp=4), cache_dir=tmp_path)
-    assert tables is not None and fit.fits
+    chain = [RooflineProvider()]
+    tables = tables_from_chain(_query(hw(tp=4)), chain, num_gpu_blocks=100, block_size=64,
+                               cache_dir=tmp_path)
     data = tables.load()
     assert set(data) == set(NPZ_KEYS)
     assert data["decode_itl"].shape == (len(data["decode_active_kv_tokens"]),
                                         len(data["decode_context_length"]))
     assert np.all(np.diff(data["prefill_ttft_ms"]) > 0)
-    assert tables.num_gpu_blocks == fit.num_gpu_blocks
+    assert tables.num_gpu_blocks == 100
     assert tables.provenance["provider"] == "roofline"
+    assert tables.provenance["calibration_key"] == "hopper/bf16/vllm"
     assert (tables.provenance["gpu"], tables.provenance["tp"]) == ("h100_sxm", 4)
-    again, _ = timing_tables(L70, hw(tp=4), cache_dir=tmp_path)
-    assert again is not None and again.path == tables.path
-    other, _ = timing_tables(L70, hw(tp=8), cache_dir=tmp_path)
-    assert other is not None and other.path != tables.path
-    none, bad = timing_tables(L70, hw(tp=1), cache_dir=tmp_path)
-    assert none is None and not bad.fits
+    again = tables_from_chain(_query(hw(tp=4)), chain, num_gpu_blocks=100, block_size=64,
+                              cache_dir=tmp_path)
+    assert again.path == tables.path
+    other = tables_from_chain(_query(hw(tp=8)), chain, num_gpu_blocks=100, block_size=64,
+                              cache_dir=tmp_path)
+    assert other.path != tables.path
+    trt = tables_from_chain(_query(hw(tp=4, backend="trtllm")), chain, num_gpu_blocks=100,
+                            block_size=64, cache_dir=tmp_path)
+    assert trt.path != tables.path and trt.provenance["engine"] == "trtllm"
+
+
+def test_the_chain_takes_aiconfigurator_where_it_covers_and_says_why_not(tmp_path) -> None:
+    covered = tables_from_chain(_query(hw(tp=4)), chain_for("auto"), num_gpu_blocks=1,
+                                block_size=64, cache_dir=tmp_path)
+    assert covered.provenance["provider"] == "aiconfigurator"
+    assert covered.provenance["database"].startswith("h100_sxm/vllm ")
+    # A100 has no fp8 tensor cores: AIConfigurator has no data, the roofline answers
+    a100 = tables_from_chain(_query(hw("a100_80gb", tp=4, precision="fp8")), chain_for("auto"),
+                             num_gpu_blocks=1, block_size=64, cache_dir=tmp_path)
+    assert a100.provenance["provider"] == "roofline"
+    steps = {c["provider"]: c for c in a100.provenance["chain"]}
+    assert "measured" in steps["measured"]["skipped"]
+    assert "a100_80gb" in steps["aiconfigurator"]["skipped"]
+
+
+@pytest.mark.parametrize(("model", "gpu", "engine", "tp", "precision"), [
+    ("Qwen3-30B-A3B", "h100_sxm", "vllm", 2, "bf16"),      # MoE: expert sharding passed
+    ("Qwen3-235B-A22B", "h200_sxm", "trtllm", 8, "fp8"),
+    ("Llama-3.1-70B", "a100_80gb", "vllm", 4, "bf16"),     # AIConfigurator's a100_sxm
+    ("Llama-2-70B", "h100_sxm", "trtllm", 4, "bf16"),      # not bundled with AIConfigurator
+])
+def test_aiconfigurator_covers_moe_a100_and_each_engine(model, gpu, engine, tp,
+                                                       precision) -> None:
+    q = _query(hw(gpu, tp=tp, precision=precision, backend=engine), arch(model), model)
+    provider = AIConfiguratorProvider()
+    assert provider.cover(q) is None
+    assert provider.provenance(q)["database"].startswith(f"{gpu}/{engine} ")
+
+
+def test_each_engine_is_timed_with_its_own_database() -> None:
+    from dynamo_bench.perf.aic import aic_predict
+
+    vllm = aic_predict("Llama-3.1-70B", "h100_sxm", "vllm", tp=4, isl=2048, batch=32)
+    trt = aic_predict("Llama-3.1-70B", "h100_sxm", "trtllm", tp=4, isl=2048, batch=32)
+    assert vllm != trt
 
 
 def _spec(**kw) -> DeploymentSpec:
@@ -155,11 +223,11 @@ def test_mocker_launch_uses_the_tables() -> None:
 
 
 def test_launch_rejects_what_does_not_fit() -> None:
-    spec = _spec(mode="disagg", workers={"prefill": {"tp": 4}, "decode": {"tp": 2}})
+    spec = _spec(mode="disagg", workers={"prefill": {"tp": 4}, "decode": {"tp": 1}})
     with pytest.raises(DoesNotFitError) as info:
         tables_for(spec, resolve_model(spec.model))
     assert str(info.value).startswith("workers.decode: does not fit: Llama-3.1-70B")
-    assert "weights 70.6 GB" in str(info.value)
+    assert "weights 131.4 GiB" in str(info.value)
 
 
 def test_perf_cli(tmp_path: Path) -> None:
@@ -176,16 +244,104 @@ def test_perf_cli(tmp_path: Path) -> None:
 
 
 def test_aiconfigurator_tables_for_a_deployment() -> None:
-    pytest.importorskip("aiconfigurator_core")
     from dynamo_bench.perf.aic import aic_predict
 
     spec = _spec(workers={"agg": {"tp": 4}}, timing="aiconfigurator")
-    tables = tables_for(spec, resolve_model(spec.model))["agg"]
+    tables = tables_for(spec)["agg"]
     assert tables.provenance["provider"] == "aiconfigurator"
     data = tables.load()
     assert set(data) == set(NPZ_KEYS)
     ref = aic_predict("Llama-3.1-70B", "h100_sxm", "mocker", tp=4, isl=2048)
     assert np.interp(2048, data["prefill_isl"], data["prefill_ttft_ms"]) == \
         pytest.approx(ref["ttft_ms"], rel=0.15)
-    roofline = tables_for(_spec(workers={"agg": {"tp": 4}}), resolve_model(spec.model))["agg"]
+    roofline = tables_for(_spec(workers={"agg": {"tp": 4}}, timing="roofline"))["agg"]
     assert tables.num_gpu_blocks == roofline.num_gpu_blocks
+
+
+# -- the five bugs of "Predictions a user can trust", each with the test that failed before ----
+
+def test_the_replay_times_each_engine_as_itself() -> None:
+    """A TensorRT-LLM or SGLang spec used to be replayed with vLLM's timing (the replay built
+    its tables as backend mocker): the three engines gave identical metrics."""
+    from dynamo_bench.replay import replay
+    from dynamo_bench.specs import LengthSpec, WorkloadSpec
+
+    w = WorkloadSpec(isl=LengthSpec(mean=2048), osl=LengthSpec(mean=128), concurrency=16,
+                     request_count=160)
+    got = {}
+    for backend in ("vllm", "trtllm", "sglang"):
+        spec = _spec(backend=backend, workers={"agg": {"tp": 4}})
+        assert tables_for(spec)["agg"].provenance["engine"] == backend
+        got[backend] = replay(spec, w)[0]
+    assert got["trtllm"].itl_ms_p50 != pytest.approx(got["vllm"].itl_ms_p50, rel=0.01)
+    assert got["sglang"].ttft_ms_p50 != pytest.approx(got["vllm"].ttft_ms_p50, rel=0.01)
+
+
+DEEPSEEK_V3 = {  # the architecture fields of deepseek-ai/DeepSeek-V3's config.json
+    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+    "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+    "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128,
+    "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_nope_head_dim": 128,
+    "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,
+    "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3,
+    "moe_layer_freq": 1, "vocab_size": 129280, "torch_dtype": "bfloat16"}
+
+
+def test_an_architecture_the_model_cannot_read_is_an_error_naming_what_is_missing(
+        tmp_path: Path) -> None:
+    """DeepSeek-V3 used to read as a 38.6B dense model that "fits" (MLA and routed experts
+    ignored)."""
+    from dynamo_bench.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        ModelArch.from_config(DEEPSEEK_V3, "DeepSeek-V3")
+    msg = str(info.value)
+    assert "latent attention (MLA) (kv_lora_rank, q_lora_rank)" in msg
+    assert "n_routed_experts" in msg and "shared experts" in msg
+    (tmp_path / "config.json").write_text(json.dumps(DEEPSEEK_V3))
+    with pytest.raises(SpecError, match="does not support this architecture"):
+        api_predict(str(tmp_path), "h100_sxm", tp=8)
+    # what it reads, it reads whole: every catalogue entry passes
+    for name, m in CATALOGUE.items():
+        ModelArch.from_config(m.config, name)
+
+
+def test_fp8_on_tensorrt_llm_loads_an_fp8_checkpoint() -> None:
+    """TensorRT-LLM fp8 specs used to point at the bf16 checkpoint while the memory fit
+    assumed fp8 weights."""
+    from dynamo_bench.errors import SpecError
+    from dynamo_bench.serving.k8s import model_reference
+
+    spec = _spec(backend="trtllm", precision="fp8", workers={"agg": {"tp": 2}})
+    model = resolve_model(spec.model, simulated=False, precision="fp8", backend="trtllm")
+    assert model == "nvidia/Llama-3.1-70B-Instruct-FP8"
+    assert model_reference(spec) == model
+    assert worker_commands(spec, model)[0].argv[4] == model
+    with pytest.raises(SpecError, match="fp8 on trtllm needs an fp8 checkpoint"):
+        resolve_model("Llama-2-70B", simulated=False, precision="fp8", backend="trtllm")
+    # vLLM quantizes bf16 weights at load time where no fp8 export exists, not an fp8 one
+    vllm = _spec(backend="vllm", precision="fp8", model="Llama-2-70B",
+                 workers={"agg": {"tp": 2}})
+    argv = worker_commands(vllm, resolve_model("Llama-2-70B", simulated=False,
+                                               precision="fp8"))[0].argv
+    assert "--quantization" in argv
+    argv = worker_commands(spec.model_copy(update={"backend": "vllm"}), model)[0].argv
+    assert "--quantization" not in argv and "--kv-cache-dtype" in argv
+
+
+def test_the_roofline_reads_its_constants_from_the_versioned_file() -> None:
+    from dynamo_bench.perf.calibration import DATA, Calibration, Efficiency, calibration
+
+    cal = calibration()
+    assert DATA.is_file() and cal.version.startswith("fit-")
+    key, eff = cal.lookup("hopper", "fp8", "trtllm")
+    assert key == "hopper/fp8/trtllm" and 0 < eff.compute < 1
+    assert hw(tp=4, backend="trtllm", precision="fp8").eff == eff
+    # another fit changes the prediction and the tables' cache key
+    slow = Calibration("test", {key: Efficiency(**{**eff.to_dict(), "memory": eff.memory / 2})},
+                       {})
+    fast_hw = hw(tp=4, backend="trtllm", precision="fp8")
+    slow_hw = Hardware(fast_hw.gpu, tp=4, backend="trtllm", precision="fp8", constants=slow)
+    assert decode_step_ms(L70, slow_hw, 8, 2048) > decode_step_ms(L70, fast_hw, 8, 2048)
+    assert RooflineProvider().cache_inputs(_query(slow_hw)) != \
+        RooflineProvider().cache_inputs(_query(fast_hw))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dynamo_bench.loadgen.search import Probe, search_max_load
+from dynamo_bench.loadgen.steady import steady_window
 from dynamo_bench.perf.timing import DoesNotFitError
 from dynamo_bench.replay import replay
 from dynamo_bench.specs import (
@@ -40,7 +41,9 @@ def test_replay_returns_the_same_metrics_type() -> None:
     assert 0 < m.ttft_ms_p50 <= m.ttft_ms_p90 <= m.ttft_ms_p99
     assert 0 < m.itl_ms_p50 < m.e2e_ms_p50
     assert m.output_tok_s_per_gpu == pytest.approx(m.output_tok_s / 2)
-    assert m.output_tok_s_per_user == pytest.approx((1000 / req["itl_ms"]).mean())
+    inside = req[steady_window(req, 8).mask]
+    assert m.window_requests == len(inside) and m.steady_state
+    assert m.output_tok_s_per_user == pytest.approx((1000 / inside["itl_ms"]).mean())
 
 
 def test_tp_trade_off_for_a_70b_model_on_8_gpus() -> None:
@@ -90,7 +93,7 @@ def test_load_search_runs_on_replay() -> None:
                       sla=sla)
         return Probe(c, sla.feasible(m), m.usable, m)
 
-    out = search_max_load(evaluate, start=1, limit=512, max_probes=20)
+    out = search_max_load(evaluate, start=1, limit=512)
     assert out.limited_by == "sla" and out.best is not None and out.above is not None
     assert sla.feasible(out.best.result) and not sla.feasible(out.above.result)
     assert out.above.load == out.best.load + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynamo_bench.loadgen.search import Probe, search_down, search_max_load
+from dynamo_bench.loadgen.search import Probe, probe_budget, search_down, search_max_load
 
 
 def system(boundary: float, saturates_at: float = float("inf")):
@@ -26,6 +26,35 @@ def test_finds_the_exact_integer_boundary(boundary: int) -> None:
     assert out.above is not None and out.above.load == boundary + 1 and not out.above.feasible
     assert len(calls) <= 2 * 9  # doubling plus bisection: logarithmic
     assert len(set(calls)) == len(calls)  # no load measured twice
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 8, 31, 32, 33, 100, 255, 256, 512, 1000])
+def test_converges_from_any_first_guess_and_limit_within_the_derived_budget(limit) -> None:
+    """Every boundary (none feasible, inside, at or above the limit), every first guess: the
+    search ends on the SLA, the limit or the floor, exactly, within `probe_budget`."""
+    starts = sorted({1, 2, max(1, limit // 3), limit // 2 or 1, limit, 2 * limit, 5})
+    for boundary in sorted({0, 1, 2, limit // 2, limit - 1, limit, limit + 3}):
+        for start in starts:
+            evaluate, calls = system(boundary)
+            out = search_max_load(evaluate, start=start, limit=limit)
+            budget = probe_budget(start=start, limit=limit)
+            assert len(calls) <= budget, (boundary, start, limit)
+            assert out.limited_by != "budget"
+            assert len(set(calls)) == len(calls)
+            if boundary < 1:
+                assert out.limited_by == "infeasible" and out.best is None
+            elif boundary >= limit:
+                assert out.limited_by == "limit" and out.best.load == limit
+            else:
+                assert out.limited_by == "sla" and out.best.load == boundary
+                assert out.above.load == boundary + 1
+
+
+def test_starts_at_the_guess_and_needs_few_probes_when_it_is_right() -> None:
+    evaluate, calls = system(37)
+    out = search_max_load(evaluate, start=36, limit=512)
+    assert calls[0] == 36 and out.best.load == 37
+    assert len(calls) <= 8
 
 
 def test_rate_search_to_relative_tolerance() -> None:

@@ -31,6 +31,7 @@ SWEEP: dict[str, Any] = {
             "batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"},
     "load": {"limit": 64},
     "fidelity": {"verify": "none"},
+    "peer": "none",  # tests/unit/test_peer.py covers the side by side
 }
 
 
