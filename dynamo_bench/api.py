@@ -343,7 +343,9 @@ def profile(spec: DeploymentSpec, out: str | Path, plan: ProfilePlan | None = No
     and fit timing tables from it: `out/tables.npz` (+ `tables.json`, `points.csv`).
 
     The first worker group is profiled on its own (one replica, aggregated). Point a spec's
-    `timing:` at `out/tables.npz` to run the mocker or the replay on the measured tables.
+    `timing:` at `out/tables.npz` to run the mocker or the replay on the measured tables. Tables
+    measured on a real engine (not the mocker) are also registered in the cache, where the
+    default timing chain (`timing: auto`) finds them for every spec with the same worker.
     """
     plan = plan or ProfilePlan()
     if len(set(plan.batches)) * len(set(plan.contexts)) < 3:
@@ -379,6 +381,14 @@ def profile(spec: DeploymentSpec, out: str | Path, plan: ProfilePlan | None = No
                   "decode_fit_ms": dict(zip(("per_step", "per_sequence", "per_kv_token"),
                                             fit_decode(result.decode)))}
     path = save_tables(tables, out_dir / "tables.npz", provenance)
+    if spec.backend != "mocker":
+        # a real engine's measurement: the default timing chain prefers it for this worker
+        from dynamo_bench.perf.providers import register_measured
+        from dynamo_bench.perf.timing import group_fit, worker_query
+
+        arch = ModelArch.of(spec.model)
+        register_measured(worker_query(single, "agg", arch, group_fit(single, "agg", arch)),
+                          tables, provenance)
     rows = [{"kind": "prefill", "isl": p.isl, "ttft_ms": p.ttft_ms} for p in result.prefill] + \
         [{"kind": "decode", "batch": p.batch, "context": p.context, "itl_ms": p.itl_ms}
          for p in result.decode]
@@ -549,7 +559,8 @@ def sweep_from(base: str | Path | SweepSpec = "sweeps/quickstart.yaml", *,
                workload: str | Path | dict[str, Any] | None = None,
                sla: dict[str, str] | None = None, trials: int | None = None,
                mode: list[str] | None = None, explore: str | None = None,
-               verify: bool | None = None, **space: Any) -> SweepSpec:
+               verify: bool | None = None, peer: bool | None = None,
+               **space: Any) -> SweepSpec:
     """A sweep file with the usual knobs replaced, validated like the file itself.
 
         sweep = db.sweep_from("sweeps/quickstart.yaml", model="Qwen3-8B", gpus=2,
@@ -557,7 +568,8 @@ def sweep_from(base: str | Path | SweepSpec = "sweeps/quickstart.yaml", *,
 
     `workload` is a workload file, or a mapping of `WorkloadSpec` fields to change in the
     base's workload (e.g. `{"isl": {"mean": 4096}}`); other keywords replace `space` entries
-    (`tp=[1, 2]`, `block_size=[32]`). Raises `SpecError` naming the argument on bad input.
+    (`tp=[1, 2]`, `block_size=[32]`); `peer` switches the side by side with AIConfigurator.
+    Raises `SpecError` naming the argument on bad input.
     """
     if isinstance(base, SweepSpec):
         data, base_dir = base.model_dump(mode="json"), None
@@ -591,6 +603,8 @@ def sweep_from(base: str | Path | SweepSpec = "sweeps/quickstart.yaml", *,
         data.setdefault("fidelity", {})["explore"] = explore
     if verify is not None:
         data.setdefault("fidelity", {})["verify"] = "live" if verify else "none"
+    if peer is not None:
+        data["peer"] = "aiconfigurator" if peer else "none"
     for key, value in space.items():
         data.setdefault("space", {})[key] = value
     return parse_sweep(data, base_dir=base_dir)

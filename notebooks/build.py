@@ -79,7 +79,7 @@ for isl in isl_values:
     for mode in ("agg", "disagg"):
         spec = db.sweep_from(sweep, name=f"{mode}-isl{isl}", model=model, gpu=gpu, gpus=gpus,
                              sla=sla, trials=trials, explore=fidelity, verify=False,
-                             mode=[mode], workload={"isl": {"mean": isl},
+                             peer=False, mode=[mode], workload={"isl": {"mean": isl},
                                                     "osl": {"mean": osl}})
         study = db.tune(spec, f"{out}/{mode}-isl{isl}")
         answer = study.best(tier).best

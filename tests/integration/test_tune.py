@@ -148,16 +148,18 @@ def test_worker_crash_during_a_live_trial_is_recorded_and_the_study_goes_on(
 
 
 def _finished(db: Path) -> tuple[int, int]:
-    """(finished, running with parameters chosen) trials in a study database, read without
-    Optuna."""
+    """(finished, running and being evaluated) trials in a study database, read without
+    Optuna: a trial is being evaluated once its deployment is recorded (all parameters are
+    chosen by then)."""
     if not db.exists():
         return 0, 0
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
             rows = dict(conn.execute("SELECT state, COUNT(*) FROM trials GROUP BY state"))
             running = conn.execute(
-                "SELECT COUNT(DISTINCT t.trial_id) FROM trials t JOIN trial_params p "
-                "ON p.trial_id = t.trial_id WHERE t.state = 'RUNNING'").fetchone()[0]
+                "SELECT COUNT(DISTINCT t.trial_id) FROM trials t JOIN trial_user_attributes a "
+                "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' "
+                "AND a.key = 'deployment'").fetchone()[0]
     except sqlite3.Error:
         return 0, 0
     return rows.get("COMPLETE", 0) + rows.get("FAIL", 0), running
@@ -166,21 +168,24 @@ def _finished(db: Path) -> tuple[int, int]:
 def test_a_killed_tuner_resumes_without_losing_a_trial(tmp_path: Path) -> None:
     # big probes (many requests) make each trial take a while, so the kill lands inside one
     sweep = write_sweep(tmp_path / "s.yaml", name="killed", budget={"gpus": 4, "trials": 30},
-                        load={"limit": 128, "requests_per_slot": 48})
+                        load={"limit": 128, "requests_per_slot": 96})
     out = tmp_path / "killed"
     db = out / "study.db"
     proc = subprocess.Popen([*CLI, "tune", str(sweep), "--out", str(out)],
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        done, running = _finished(db)
-        if done >= 6 and running:
-            break
+    done = running = 0
+    while (done < 6 or not running) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.02)
-    time.sleep(0.1)  # inside the trial's evaluation
-    os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.01)
+        done, running = _finished(db)
+    if done < 6 or not running:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        pytest.fail(f"waited 240 s for 6 finished trials and one running: {done} finished, "
+                    f"{running} running")
+    os.killpg(proc.pid, signal.SIGKILL)  # inside the running trial's evaluation
     proc.wait(timeout=30)
     done_at_kill, running_at_kill = _finished(db)
     assert 6 <= done_at_kill < 30 and running_at_kill == 1

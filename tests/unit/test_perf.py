@@ -345,3 +345,20 @@ def test_the_roofline_reads_its_constants_from_the_versioned_file() -> None:
     assert decode_step_ms(L70, slow_hw, 8, 2048) > decode_step_ms(L70, fast_hw, 8, 2048)
     assert RooflineProvider().cache_inputs(_query(slow_hw)) != \
         RooflineProvider().cache_inputs(_query(fast_hw))
+
+
+def test_measured_tables_come_first_in_the_chain(tmp_path: Path) -> None:
+    from dynamo_bench.perf.providers import MeasuredProvider, register_measured
+
+    q = _query(hw(tp=4))
+    arrays = RooflineProvider().arrays(q)
+    arrays["decode_itl"] = arrays["decode_itl"] * 1.5  # "measured": slower than predicted
+    register_measured(q, arrays, {"measured_on": "test"}, root=tmp_path / "measured")
+    chain = [MeasuredProvider(tmp_path / "measured"), *chain_for("auto")[1:]]
+    t = tables_from_chain(q, chain, num_gpu_blocks=1, block_size=64, cache_dir=tmp_path)
+    assert t.provenance["provider"] == "measured"
+    assert t.provenance["measured"]["measured_on"] == "test"
+    assert np.allclose(t.load()["decode_itl"], arrays["decode_itl"])
+    other = tables_from_chain(_query(hw(tp=8)), chain, num_gpu_blocks=1, block_size=64,
+                              cache_dir=tmp_path)
+    assert other.provenance["provider"] == "aiconfigurator"  # measured for tp4 only
