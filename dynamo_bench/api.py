@@ -33,6 +33,7 @@ from dynamo_bench.loadgen.bench import (  # noqa: F401 (load_point is public)
     summary_table,
 )
 from dynamo_bench.loadgen.bench import find_max_load as _find_max_load
+from dynamo_bench.loadgen.bench import target_for
 from dynamo_bench.loadgen.bench import sweep as _sweep
 from dynamo_bench.loadgen.search import SearchOutcome
 from dynamo_bench.perf.arch import ModelArch
@@ -145,15 +146,6 @@ def make_model_dir(name: str, dest: str | Path) -> Path:
         raise SpecError("NAME", f"{name!r} is not in the catalogue "
                         f"(choose from: {', '.join(CATALOGUE)})")
     return write_model_dir(entry, Path(dest))
-
-
-def target_for(stack: Stack) -> Target:
-    """The load target of a running stack: its URL, model, tokenizer, GPUs and speed-up."""
-    spec = stack.spec
-    tokenizer = Path(stack.model_path or spec.model)
-    return Target(url=stack.url, model=stack.model_name, tokenizer=tokenizer, gpus=spec.gpus,
-                  speedup_ratio=spec.speedup_ratio, metrics_url=f"{stack.url}/metrics",
-                  disaggregated=spec.mode == "disagg")
 
 
 def external_target(url: str, model: str, tokenizer: str | Path | None = None,

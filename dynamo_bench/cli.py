@@ -305,10 +305,11 @@ def peer_command(
 
 
 def _print_peers(record) -> None:  # type: ignore[no-untyped-def]
-    from dynamo_bench.tune.peer import EVALUATORS, PeerComparison
+    from dynamo_bench.tune.peer import EVALUATORS, stored
 
-    for tier, doc in record.meta.get("peer", {}).items():
-        c = PeerComparison.from_json(doc)
+    for tier in record.meta.get("peer", {}):
+        c = stored(record.meta, tier)
+        assert c is not None
         if c.skipped:
             console.print(f"{tier}: not compared with AIConfigurator ({c.skipped})")
             continue

@@ -23,6 +23,7 @@ from dynamo_bench.loadgen import prometheus
 from dynamo_bench.loadgen.aiperf import Target, run_aiperf
 from dynamo_bench.loadgen.artifacts import RECORDS, client_means, safe_div, summarize
 from dynamo_bench.loadgen.search import Probe, SearchOutcome, search_max_load
+from dynamo_bench.serving.stack import Stack
 from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.metrics import METRICS_SCHEMA_VERSION, Metrics
 from dynamo_bench.specs.sla import SLA
@@ -147,6 +148,15 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
     point = LoadPoint(metrics, requests, out_dir, workload, started_ns, ended_ns)
     _write(point, server)
     return point
+
+
+def target_for(stack: Stack) -> Target:
+    """The load target of a running stack: its URL, model, tokenizer, GPUs and speed-up."""
+    spec = stack.spec
+    tokenizer = Path(stack.model_path or spec.model)
+    return Target(url=stack.url, model=stack.model_name, tokenizer=tokenizer, gpus=spec.gpus,
+                  speedup_ratio=spec.speedup_ratio, metrics_url=f"{stack.url}/metrics",
+                  disaggregated=spec.mode == "disagg")
 
 
 #: Start spread when no prediction exists (`bench --url`, `timing: mocker-default`), per slot.

@@ -139,7 +139,8 @@ class AIConfiguratorProvider(TimingProvider):
 
     def cover(self, q: WorkerQuery) -> str | None:
         # "not covered" costs a database load to find out: remember it between processes
-        verdict = cache_root() / "aic-coverage" / f"{q.worker_key()}-{self._version()}.txt"
+        verdict = cache_root() / "aic-coverage" / (f"{q.worker_key()}-{self._version()}-"
+                                                   f"{TABLES_VERSION}.txt")
         if verdict.is_file():
             return verdict.read_text().strip() or None
         w = self._worker(q)

@@ -25,7 +25,7 @@ import yaml
 
 from dynamo_bench.errors import UserError
 from dynamo_bench.perf.timing import tables_for
-from dynamo_bench.tune.peer import PeerComparison, markdown
+from dynamo_bench.tune.peer import markdown, stored
 from dynamo_bench.report.best import Candidate, Choice, choose
 from dynamo_bench.report.pareto import front_table
 from dynamo_bench.report.plots import pareto_figure
@@ -169,16 +169,10 @@ def summary_markdown(record: StudyRecord, choice: Choice) -> str:
         r = choice.runner_up
         lines += ["## Runner-up", "", f"{r.row['config']} (trial {r.trial}): "
                   f"{choice.why_runner_up_lost}.", ""]
-    peer = peer_comparison(record, tier)
+    peer = stored(record.meta, tier)
     if peer is not None:
         lines += [markdown(peer)]
     return "\n".join(lines)
-
-
-def peer_comparison(record: StudyRecord, tier: str) -> PeerComparison | None:
-    """The tier's side by side with AIConfigurator, if the study ran one."""
-    doc = record.meta.get("peer", {}).get(tier)
-    return PeerComparison.from_json(doc) if doc else None
 
 
 def write_report(folder: str | Path, storage: str | None = None, html: bool = False) -> Report:

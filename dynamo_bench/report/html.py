@@ -192,10 +192,9 @@ def _metric_cells(p: pd.Series) -> dict[str, Any]:
 
 
 def _peer(record: StudyRecord, tier: str) -> str:
-    from dynamo_bench.report.files import peer_comparison
-    from dynamo_bench.tune.peer import EVALUATORS, table_rows
+    from dynamo_bench.tune.peer import EVALUATORS, stored, table_rows
 
-    c = peer_comparison(record, tier)
+    c = stored(record.meta, tier)
     head = f"<h3>{html.escape(tier)}</h3>"
     if c is None:
         return head + "<p class='muted'>Not run for this study.</p>"

@@ -231,9 +231,8 @@ class LiveEvaluator(Evaluator):
     @contextlib.contextmanager
     def session(self, spec: DeploymentSpec, sla: SLA, out_dir: Path
                 ) -> Iterator[Callable[[int], Metrics]]:
-        from dynamo_bench.api import target_for
         from dynamo_bench.loadgen.bench import measure as run_point
-        from dynamo_bench.loadgen.bench import run_folder_name
+        from dynamo_bench.loadgen.bench import run_folder_name, target_for
         from dynamo_bench.serving.stack import Stack
 
         with Stack(spec, run_dir=out_dir / "stack") as stack:

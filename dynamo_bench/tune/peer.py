@@ -226,6 +226,12 @@ def compare(sweep: SweepSpec, tier: str, ours: DeploymentSpec | None, label: str
     return out
 
 
+def stored(meta: dict[str, Any], tier: str) -> PeerComparison | None:
+    """A tier's comparison as a study keeps it (`StudyRecord.meta`), if the study ran one."""
+    doc = meta.get("peer", {}).get(tier)
+    return PeerComparison.from_json(doc) if doc else None
+
+
 def table_rows(c: PeerComparison) -> list[dict[str, Any]]:
     """One row per pick and evaluator, for tables: pick, tok/s/GPU, tok/s/user, TTFT, ITL."""
     rows = []
