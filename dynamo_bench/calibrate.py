@@ -363,7 +363,7 @@ def fit(points: list[GridPoint], rows: list[Row], *, log: bool = True) -> Calibr
                 w = math.sqrt(1.0 / len(gp))
                 out += [w * math.log(grid_prediction(p, cal) / p.ms) for p in gp]
             if gr:
-                w = math.sqrt(1.0 / len(gr)) * (1.0 if gp else 1.0)
+                w = math.sqrt(1.0 / len(gr))
                 out += [w * math.log(roofline_prediction(r, cal) / r.value) for r in gr]
             # a weak pull towards the prior keeps unidentified constants physical
             out += list(0.02 * (x - x0) / (_HIGH - _LOW))

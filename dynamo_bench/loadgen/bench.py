@@ -170,11 +170,10 @@ def ramp_seconds(workload: WorkloadSpec, deployment: DeploymentSpec | None,
     state), within [0.2 s, 30 s]; 25 ms per slot without a prediction."""
     c = workload.concurrency or 1
     predicted = None
-    if deployment is not None and workload.isl is not None and workload.osl is not None:
+    if deployment is not None and workload.prompt_tokens is not None and workload.osl:
         from dynamo_bench.perf.timing import request_seconds
 
-        isl = workload.isl.mean + (workload.prefix.length if workload.prefix else 0)
-        predicted = request_seconds(deployment, isl, workload.osl.mean, c)
+        predicted = request_seconds(deployment, workload.prompt_tokens, workload.osl.mean, c)
     if predicted is None:
         return round(min(30.0, RAMP_PER_SLOT_S * c), 3)
     return round(min(30.0, max(0.2, predicted / speedup_ratio)), 3)

@@ -103,23 +103,13 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
         return out
     lo: Probe[T] | None = p if p.feasible else None
     hi: Probe[T] | None = None if p.feasible else p
-    while lo is None:  # halve until the SLA holds, or the floor fails too
+    if lo is None:
         assert hi is not None
-        if hi.load <= low:
-            out.above, out.limited_by = hi, "infeasible"
+        lo, hi = _walk_down(run, out, hi, low=low, budget=budget, snap=snap)
+        if lo is None:
             return out
-        if len(out.probes) >= budget:
-            out.above, out.limited_by = hi, "budget"
-            return out
-        p = run(snap(hi.load / 2))
-        if not p.usable:
-            out.above, out.limited_by = p, "client"
-            return out
-        if p.feasible:
-            lo = p
-        else:
-            hi = p
     while hi is None:  # double while the SLA holds, up to the limit
+        assert lo is not None
         if lo.load >= limit:
             out.best, out.limited_by = lo, "limit"
             return out
@@ -163,6 +153,28 @@ def _bisect(run: Callable[[float], Probe[T]], out: SearchOutcome[T], lo: Probe[T
     out.best, out.above, out.limited_by = lo, hi, "sla"
     return out
 
+def _walk_down(run: Callable[[float], Probe[T]], out: SearchOutcome[T], hi: Probe[T], *,
+               low: float, budget: int, snap: Callable[[float], float]
+               ) -> tuple[Probe[T] | None, Probe[T]]:
+    """Halve from an infeasible `hi` until a load meets the SLA: (that probe, the lowest
+    infeasible one above it). (None, hi) when the floor fails too, the probes run out or a
+    probe is unusable; `out` then says which."""
+    while True:
+        if hi.load <= low:
+            out.above, out.limited_by = hi, "infeasible"
+            return None, hi
+        if len(out.probes) >= budget:
+            out.above, out.limited_by = hi, "budget"
+            return None, hi
+        p = run(snap(hi.load / 2))
+        if not p.usable:
+            out.above, out.limited_by = p, "client"
+            return None, hi
+        if p.feasible:
+            return p, hi
+        hi = p
+
+
 def search_down(evaluate: Callable[[float], Probe[T]], *, high: float, low: float = 1,
                 integer: bool = True, max_probes: int = 4) -> SearchOutcome[T]:
     """Confirm `high` meets the SLA, or walk down to the highest load that does.
@@ -182,21 +194,8 @@ def search_down(evaluate: Callable[[float], Probe[T]], *, high: float, low: floa
     if p.feasible:
         out.best, out.limited_by = p, "limit"
         return out
-    hi, lo = p, None
-    while lo is None:
-        if len(out.probes) >= max_probes:
-            out.above, out.limited_by = hi, "budget"
-            return out
-        if hi.load <= low:
-            out.above, out.limited_by = hi, "infeasible"
-            return out
-        x = max(low, math.floor(hi.load / 2) if integer else hi.load / 2)
-        p = run(x)
-        if not p.usable:
-            out.above, out.limited_by = p, "client"
-            return out
-        if p.feasible:
-            lo = p
-        else:
-            hi = p
+    lo, hi = _walk_down(run, out, p, low=low, budget=max_probes, snap=lambda x: float(
+        max(low, math.floor(x) if integer else x)))
+    if lo is None:
+        return out
     return _bisect(run, out, lo, hi, integer=integer, rel_tol=0.05, max_probes=max_probes)

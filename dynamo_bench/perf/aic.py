@@ -69,7 +69,7 @@ def _system(gpu: str) -> str:
 def _database(system: str, backend: str) -> Any:
     from aiconfigurator_core.sdk.perf_database import get_database, get_latest_database_version
 
-    with _quiet():
+    with quiet():
         version = get_latest_database_version(system, backend)
         db = get_database(system=system, backend=backend, version=version)
     if db is None:
@@ -91,11 +91,12 @@ def model_dir(arch_config: dict[str, Any], name: str) -> Path:
     return path
 
 
-class _quiet:
-    """Silence AIConfigurator's loaders, which log a warning for every fallback row."""
+class quiet:
+    """Silence AIConfigurator's logging (its loaders warn on every fallback row, its search logs
+    "no successful experiment" as an error) and its warnings for the duration of a block."""
 
     def __enter__(self) -> None:
-        logging.disable(logging.WARNING)
+        logging.disable(logging.CRITICAL)
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
         warnings.simplefilter("ignore")
@@ -137,7 +138,7 @@ class AICWorker:
         self.what = f"{arch.name} on {gpu}/{engine} tp{tp} pp{pp} {precision}"
         self.system, self.backend = _system(gpu), ENGINES[engine]
         try:
-            with _quiet():
+            with quiet():
                 self._m, self._db = _model(model_dir(arch_config, arch.name), arch, self.system,
                                            self.backend, tp, pp, precision)
             self.prefill_ms(128)
@@ -153,7 +154,7 @@ class AICWorker:
         from aiconfigurator_core.sdk import config
         from aiconfigurator_core.sdk.backends.factory import get_backend
 
-        with _quiet():
+        with quiet():
             summary = get_backend(self.backend).run_static(
                 self._m, self._db, config.RuntimeConfig(batch_size=1, isl=int(isl), osl=2),
                 "static_ctx", stride=32).get_summary_df()
@@ -163,7 +164,7 @@ class AICWorker:
         """One decode step for `batch` sequences of `context` tokens, ms."""
         from aiconfigurator_core.sdk.rust_engine_step import _cached_engine_handle
 
-        with _quiet():
+        with quiet():
             return float(_cached_engine_handle(self._m, self._db).predict_decode_latency(
                 int(batch), int(context), 2))
 

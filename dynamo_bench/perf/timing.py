@@ -23,7 +23,7 @@ from dynamo_bench.perf.gpus import GPUS
 from dynamo_bench.perf.memory import Fit, memory_fit
 from dynamo_bench.perf.providers import WorkerQuery, default_chain, tables_from_chain
 from dynamo_bench.perf.roofline import Hardware
-from dynamo_bench.perf.tables import TimingTables
+from dynamo_bench.perf.tables import TableLookup, TimingTables
 from dynamo_bench.specs.deployment import DeploymentSpec, Role, WorkerGroup
 
 DEFAULT_BLOCK_SIZE = 64
@@ -112,23 +112,31 @@ def tables_for(spec: DeploymentSpec, model_dir: str | Path | None = None
     return out
 
 
-def request_seconds(spec: DeploymentSpec, isl: float, osl: float, concurrency: int
-                    ) -> float | None:
-    """One request's predicted duration at `concurrency` (simulated seconds): its prefill plus
-    `osl` decode steps of a batch of concurrency / replicas, read from the deployment's timing
-    tables. None for `timing: mocker-default` (no tables) or a deployment that does not fit."""
+def _lookups(spec: DeploymentSpec) -> tuple[Role, TableLookup, Role, TableLookup] | None:
+    """(prefill role, its tables, decode role, its tables) of a deployment, read the way the
+    mocker reads them; None without tables (mocker-default) or when a group does not fit."""
     try:
         tables = tables_for(spec)
     except UserError:
         return None
     if not tables:
         return None
-    first = tables.get("prefill") or tables["agg"]
-    decode_role: Role = "decode" if "decode" in tables else "agg"
+    prefill: Role = "prefill" if "prefill" in tables else "agg"
+    decode: Role = "decode" if "decode" in tables else "agg"
+    return prefill, tables[prefill].lookup(), decode, tables[decode].lookup()
+
+
+def request_seconds(spec: DeploymentSpec, isl: float, osl: float, concurrency: int
+                    ) -> float | None:
+    """One request's predicted duration at `concurrency` (simulated seconds): its prefill plus
+    `osl` decode steps of a batch of concurrency / replicas, read from the deployment's timing
+    tables. None for `timing: mocker-default` (no tables) or a deployment that does not fit."""
+    found = _lookups(spec)
+    if found is None:
+        return None
+    _, pre, decode_role, dec = found
     batch = max(1.0, concurrency / spec.workers[decode_role].replicas)
-    ttft = first.lookup().prefill_ms(isl)
-    itl = tables[decode_role].lookup().decode_ms(batch, isl + osl / 2)
-    return (ttft + osl * itl) / 1000.0
+    return (pre.prefill_ms(isl) + osl * dec.decode_ms(batch, isl + osl / 2)) / 1000.0
 
 
 def boundary_estimate(spec: DeploymentSpec, isl: float, osl: float, *, ttft_ms: float,
@@ -138,15 +146,10 @@ def boundary_estimate(spec: DeploymentSpec, isl: float, osl: float, *, ttft_ms: 
     decode step of a batch also carries the prefill of the requests that replace finished ones,
     and prefills queue at their workers like an M/D/1 queue. A first guess for the load search,
     not a result; None when the deployment has no tables or does not fit."""
-    try:
-        tables = tables_for(spec)
-    except UserError:
+    found = _lookups(spec)
+    if found is None:
         return None
-    if not tables:
-        return None
-    decode_role: Role = "decode" if "decode" in tables else "agg"
-    prefill_role: Role = "prefill" if "prefill" in tables else "agg"
-    dec, pre = tables[decode_role].lookup(), tables[prefill_role].lookup()
+    prefill_role, pre, decode_role, dec = found
     first = pre.prefill_ms(isl)
     ctx = isl + osl / 2
     best = 0

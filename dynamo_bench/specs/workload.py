@@ -130,6 +130,18 @@ class WorkloadSpec(Strict):
                                        "request_rate": request_rate})
 
     @property
+    def shared_prefix_tokens(self) -> int:
+        """Tokens every request starts with that other requests share (a pooled prefix or a
+        system prompt); 0 without either."""
+        return (self.prefix.length if self.prefix else 0) + (self.shared_system_prompt_length or 0)
+
+    @property
+    def prompt_tokens(self) -> float | None:
+        """A synthetic request's mean prompt length: its input plus the shared prefix (None for
+        a trace)."""
+        return None if self.isl is None else self.isl.mean + self.shared_prefix_tokens
+
+    @property
     def effective_request_count(self) -> int | None:
         """The request count a run uses (None when it runs for `duration_s`)."""
         if self.duration_s is not None:

@@ -141,11 +141,10 @@ class Evaluator(abc.ABC):
                           if c.metric == m and c.op == "<="), default=float("inf"))
                   for m in ("ttft_ms", "itl_ms")}
         guess = None
-        if w.isl is not None and w.osl is not None:
-            isl = w.isl.mean + (w.prefix.length if w.prefix else 0) \
-                + (w.shared_system_prompt_length or 0)
+        if w.prompt_tokens is not None and w.osl is not None:
             try:
-                guess = boundary_estimate(spec, isl, w.osl.mean, ttft_ms=limits["ttft_ms"],
+                guess = boundary_estimate(spec, w.prompt_tokens, w.osl.mean,
+                                          ttft_ms=limits["ttft_ms"],
                                           itl_ms=limits["itl_ms"], limit=self.load.limit)
             except DoesNotFitError:
                 guess = None

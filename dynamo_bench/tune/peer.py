@@ -22,8 +22,6 @@ picks, per evaluator.
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +131,7 @@ def question(sweep: SweepSpec, sla: SLA) -> dict[str, Any]:
         raise AICQuestionError("AIConfigurator's default search is run at the checkpoint's "
                                "precision; only bf16 sweeps are compared")
     arch, config = arch_and_config(d["model"])
-    prefix = (w.prefix.length if w.prefix else 0) + (w.shared_system_prompt_length or 0)
+    prefix = w.shared_prefix_tokens
     ttft, itl = _limits(sla)
     return {"model_path": str(model_dir(config, arch.name)), "total_gpus": sweep.budget.gpus,
             "system": SYSTEMS[gpu], "backend": ENGINES[d.get("backend", "mocker")],
@@ -149,17 +147,15 @@ def aic_picks(sweep: SweepSpec, sla: SLA) -> list[Pick]:
     """
     from aiconfigurator.cli.api import cli_default
 
+    from dynamo_bench.perf.aic import quiet
+
     q = question(sweep, sla)
-    logging.disable(logging.CRITICAL)  # it logs "no successful experiment" as an error
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             result = cli_default(**q)
     except Exception as e:  # noqa: BLE001 - its search raises many kinds for "no answer"
         raise AICQuestionError(f"AIConfigurator found no answer: {type(e).__name__}: "
                                f"{str(e).splitlines()[0][:200]}") from None
-    finally:
-        logging.disable(logging.NOTSET)
     picks = []
     for mode, df in sorted(result.best_configs.items()):
         if df is None or df.empty:

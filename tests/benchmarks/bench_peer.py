@@ -14,10 +14,8 @@ study next to that of AIConfigurator's search alone. Prints, does not assert.
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from dynamo_bench import api
@@ -32,14 +30,13 @@ def aic_search_seconds(sweep_path: Path) -> float:
     """Wall time of AIConfigurator's own search of the first tier's question."""
     from aiconfigurator.cli.api import cli_default
 
+    from dynamo_bench.perf.aic import quiet
+
     sweep = api.load_sweep(sweep_path)
     q = question(sweep, next(iter(sweep.slas().values())))
-    logging.disable(logging.CRITICAL)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():
         cli_default(**q)
-    logging.disable(logging.NOTSET)
     return time.perf_counter() - t0
 
 
