@@ -33,7 +33,8 @@ from dynamo_bench.loadgen.bench import (  # noqa: F401 (load_point is public)
     summary_table,
 )
 from dynamo_bench.loadgen.bench import find_max_load as _find_max_load
-from dynamo_bench.loadgen.bench import target_for
+from dynamo_bench.loadgen.bench import REQUESTS_PER_SLOT, StackDiedError, target_for
+from dynamo_bench.loadgen.preflight import check_server, check_trace
 from dynamo_bench.loadgen.bench import sweep as _sweep
 from dynamo_bench.loadgen.search import SearchOutcome
 from dynamo_bench.perf.arch import ModelArch
@@ -192,9 +193,17 @@ def bench(spec: DeploymentSpec | None, workload: WorkloadSpec, *,
           loads: list[tuple[LoadKind, float]], out: str | Path, sla: SLA | None = None,
           find_max_load: bool = False, max_load: float = 256, url: str | None = None,
           model: str | None = None, tokenizer: str | Path | None = None, gpus: int = 0,
-          progress: Progress | None = None) -> BenchResult:
+          progress: Progress | None = None,
+          requests_per_slot: float | None = REQUESTS_PER_SLOT) -> BenchResult:
     """Launch `spec` (or use `url`), measure `loads` with AIPerf (or search the highest load
     meeting `sla`), tear down, and write `out/summary.csv` plus one folder per load point.
+
+    Before anything starts or is written, the trace file (if any) is read and checked, and a
+    `url` must answer `/v1/models` with `model` among its models (`SpecError` otherwise). A
+    concurrency c sends max(request_count, ceil(requests_per_slot x c)) requests (None: the
+    workload's count at every load). If a stack process dies, the run stops at once:
+    summary.csv holds the points measured so far (the one cut short with `valid=False`) and
+    `StackDiedError` is raised with the dead process's log tail.
 
     Example:
         >>> r = bench(load_deployment("serving/agg.yaml"), load_workload(
@@ -203,26 +212,35 @@ def bench(spec: DeploymentSpec | None, workload: WorkloadSpec, *,
         >>> r.table()[["concurrency", "ttft_ms_p90", "output_tok_s"]]  # doctest: +SKIP
     """
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if find_max_load and sla is None:
         raise SpecError("sla", "the load search needs an SLA")
+    check_trace(workload)
+    external = None
+    if spec is None:
+        external = external_target(url or "", model or "", tokenizer, gpus)
+        check_server(url or "", model or "")
+    out_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(spec, run_dir=out_dir / "stack") if spec is not None else None
-    with stack if stack is not None else _nothing():
-        target = target_for(stack) if stack is not None else external_target(
-            url or "", model or "", tokenizer, gpus)
-        kwargs = {"sla": sla, "deployment": spec, "progress": progress}
-        if find_max_load:
-            assert sla is not None
-            kind, start = loads[0]
-            outcome = _find_max_load(target, workload, sla, out_dir, kind=kind, start=start,
-                                     limit=max_load, **kwargs)
-            points = [p.result for p in outcome.probes]
-            result = BenchResult(out_dir, points, sla, outcome)
-        else:
-            points = _sweep(target, workload, loads, out_dir, **kwargs)
-            result = BenchResult(out_dir, points, sla)
-        if stack is not None:
-            stack.ensure_alive()
+    try:
+        with stack if stack is not None else _nothing():
+            target = target_for(stack) if stack is not None else external
+            assert target is not None
+            kwargs: dict[str, Any] = {
+                "deployment": spec, "progress": progress, "requests_per_slot": requests_per_slot,
+                "watch": stack.ensure_alive if stack is not None else None}
+            if find_max_load:
+                assert sla is not None
+                kind, start = loads[0]
+                outcome = _find_max_load(target, workload, sla, out_dir, kind=kind,
+                                         start=start, limit=max_load, **kwargs)
+                points = [p.result for p in outcome.probes]
+                result = BenchResult(out_dir, points, sla, outcome)
+            else:
+                points = _sweep(target, workload, loads, out_dir, sla=sla, **kwargs)
+                result = BenchResult(out_dir, points, sla)
+    except StackDiedError as e:
+        BenchResult(out_dir, e.points, sla).table().to_csv(out_dir / "summary.csv", index=False)
+        raise
     result.table().to_csv(out_dir / "summary.csv", index=False)
     if result.search is not None:
         s = result.search

@@ -143,6 +143,9 @@ def bench(
     tokenizer: Annotated[Optional[Path], typer.Option(help="With --url: tokenizer directory.")
                          ] = None,
     gpus: Annotated[int, typer.Option(help="With --url: GPUs behind it (per-GPU figures).")] = 0,
+    requests_per_slot: Annotated[float, typer.Option(
+        min=0.001, help="A concurrency c sends max(request_count, c x this) requests, as tune "
+        "does.")] = 8.0,
 ) -> None:
     """Load a deployment (or --url) with AIPerf at one or more load points, or search the
     highest load that meets an SLA; print a table and write summary.csv."""
@@ -171,10 +174,15 @@ def bench(
     if not loads:
         loads = [("request_rate", workload.request_rate)] if workload.concurrency is None \
             else [("concurrency", workload.concurrency)]
-    with _progress() as progress:
-        result = api.bench(spec, workload, loads=loads, out=out_dir, sla=sla_spec,
-                           find_max_load=find_max_load, max_load=max_load, url=url, model=model,
-                           tokenizer=tokenizer, gpus=gpus, progress=progress)
+    try:
+        with _progress() as progress:
+            result = api.bench(spec, workload, loads=loads, out=out_dir, sla=sla_spec,
+                               find_max_load=find_max_load, max_load=max_load, url=url,
+                               model=model, tokenizer=tokenizer, gpus=gpus, progress=progress,
+                               requests_per_slot=requests_per_slot)
+    except api.StackDiedError as e:  # show what was measured, then fail with the log tail
+        _print_bench(api.BenchResult(out_dir, e.points, sla_spec))
+        raise
     _print_bench(result)
 
 
@@ -212,7 +220,7 @@ def _fmt(x: object, digits: int = 1) -> str:
 
 def _print_bench(result) -> None:  # type: ignore[no-untyped-def]
     table = Table(title=f"{result.out_dir}", box=None)
-    cols = ["load", "ttft p50", "ttft p90", "itl p50", "itl p90", "e2e p90", "out tok/s",
+    cols = ["load", "requests", "ttft p50", "ttft p90", "itl p50", "itl p90", "e2e p90", "out tok/s",
             "tok/s/gpu", "tok/s/user", "errors", "client saturated"]
     if result.sla is not None:
         cols.append(f"meets {result.sla}")
@@ -220,13 +228,13 @@ def _print_bench(result) -> None:  # type: ignore[no-untyped-def]
         table.add_column(c, justify="right")
     for p in result.points:
         m = p.metrics
-        row = [p.label, _fmt(m.ttft_ms_p50), _fmt(m.ttft_ms_p90), _fmt(m.itl_ms_p50, 2),
+        row = [p.label, str(m.requests), _fmt(m.ttft_ms_p50), _fmt(m.ttft_ms_p90), _fmt(m.itl_ms_p50, 2),
                _fmt(m.itl_ms_p90, 2), _fmt(m.e2e_ms_p90), _fmt(m.output_tok_s),
                _fmt(m.output_tok_s_per_gpu), _fmt(m.output_tok_s_per_user), str(m.errors),
                "?" if m.client_saturated is None else _fmt(m.client_saturated)]
         if result.sla is not None:
             row.append(_fmt(result.sla.feasible(m)))
-        table.add_row(*row, style="red" if m.client_saturated else None)
+        table.add_row(*row, style="red" if m.client_saturated or not p.valid else None)
     console.print(table)
     if any(p.metrics.time_base == "simulated" for p in result.points):
         m = result.points[0].metrics
@@ -234,6 +242,9 @@ def _print_bench(result) -> None:  # type: ignore[no-untyped-def]
                       f"time; measured non-engine overhead {_fmt(m.overhead_ms, 1)} ms (wall) "
                       "is multiplied by the speed-up in these figures")
     for p in result.points:
+        if not p.valid:
+            console.print(f"[red]{p.label}: INVALID ({p.invalid_reason}); kept in summary.csv "
+                          "with valid=False[/red]")
         if p.metrics.client_saturated:
             console.print(f"[red]{p.label}: load client saturated ({p.metrics.saturation_reason})"
                           "; not usable as a result[/red]")

@@ -10,6 +10,10 @@ prints for it.
 
 from __future__ import annotations
 
+import ast
+import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +52,47 @@ def list_notebooks() -> list[str]:
 
 
 def notebook_parameters(name: str) -> dict[str, Any]:
-    """The parameters the notebook declares, with their defaults (as source text)."""
-    import papermill
+    """The parameters the notebook declares, in order, with their defaults: the value of a
+    literal (`8`, `"a=b"`, `{"chat": "ttft_ms.p90<=500"}`, `None`), else the expression's
+    source text. Read from the `parameters` cell with `ast` (papermill's own inspector drops
+    any assignment whose text holds a second `=`)."""
+    return parameters_from_source(_parameters_source(_path(name)))
 
-    info = papermill.inspect_notebook(str(_path(name)))
-    return {k: v.get("default") for k, v in info.items()}
+
+def parameters_from_source(source: str) -> dict[str, Any]:
+    """`name = value` (or `name: type = value`) assignments at the top level of `source`."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise SpecError("parameters", f"the parameters cell does not parse (line {e.lineno}: "
+                        f"{e.msg})") from None
+    params: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        text = ast.get_source_segment(source, value)
+        try:
+            default = ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError):
+            default = text
+        for target in targets:
+            if isinstance(target, ast.Name):
+                params[target.id] = default
+    return params
+
+
+def _parameters_source(path: Path) -> str:
+    cells = json.loads(path.read_text()).get("cells", [])
+    for cell in cells:
+        if cell.get("cell_type") == "code" and \
+                "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = cell.get("source", "")
+            return "".join(src) if isinstance(src, list) else src
+    return ""
 
 
 def _path(name: str) -> Path:
@@ -67,25 +107,59 @@ def _output_folder(name: str, params: dict[str, Any], declared: dict[str, Any],
                    cwd: Path) -> Path:
     for key in ("out", "study_folder"):
         value = params.get(key)
-        if value is None and declared.get(key) not in (None, "None"):
-            value = _literal(declared[key])
+        if value is None and isinstance(declared.get(key), str):
+            value = declared[key]
         if value:
             return cwd / str(value)
     return cwd / "results" / name
 
 
-def _literal(text: str) -> Any:
-    import ast
+class _Progress:
+    """One line per code cell on stderr (`cell 3/9 ...`), for runs not on a terminal."""
 
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return None
+    def __init__(self, name: str, cells: int) -> None:
+        self.name = name
+        self.cells = cells
+        self.done = 0
+        self.t0 = time.monotonic()
+
+    def __call__(self, cell: Any) -> None:
+        if cell.get("cell_type") != "code":
+            return
+        self.done += 1
+        source = "".join(cell.get("source") or "").strip().splitlines()
+        first = next((line for line in source if not line.startswith("#")), "")[:60]
+        print(f"notebook {self.name}: cell {self.done}/{self.cells} "
+              f"({time.monotonic() - self.t0:.0f} s) {first}", file=sys.stderr, flush=True)
+
+
+def _line_engine(progress: _Progress) -> str:
+    """A papermill engine that reports each cell's start to `progress`; returns its name."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class LineEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):  # type: ignore[no-untyped-def]
+            start = nb_man.cell_start
+
+            def cell_start(cell, cell_index=None, **kw):  # type: ignore[no-untyped-def]
+                progress(cell)
+                return start(cell, cell_index, **kw)
+
+            nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("dynamo-bench-lines", LineEngine)
+    return "dynamo-bench-lines"
 
 
 def run_notebook(name: str, parameters: dict[str, Any] | None = None,
-                 cwd: str | Path | None = None, output: str | Path | None = None) -> Path:
+                 cwd: str | Path | None = None, output: str | Path | None = None,
+                 progress: bool | None = None) -> Path:
     """Execute notebook `name` with `parameters`; returns the executed copy's path.
+
+    `progress`: papermill's progress bar on stderr when it is a terminal, else one line per
+    cell (None, the default); False for none.
 
     Raises:
         SpecError: unknown notebook or parameter.
@@ -106,9 +180,17 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None,
     dest = Path(output) if output is not None else \
         _output_folder(src.stem, params, declared, workdir) / f"{src.stem}.ipynb"
     dest.parent.mkdir(parents=True, exist_ok=True)
+    tty = sys.stderr.isatty()
+    bar = progress is not False and tty
+    engine = None
+    if progress is not False and not tty:
+        cells = json.loads(src.read_text()).get("cells", [])
+        # papermill injects one code cell of parameters when any are given
+        code = sum(c.get("cell_type") == "code" for c in cells) + (1 if params else 0)
+        engine = _line_engine(_Progress(src.stem, code))
     try:
         papermill.execute_notebook(str(src), str(dest), parameters=params, cwd=str(workdir),
-                                   kernel_name="python3", progress_bar=False,
+                                   kernel_name="python3", progress_bar=bar, engine_name=engine,
                                    log_output=False, report_mode=False,
                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as e:

@@ -54,8 +54,18 @@ class AIPerfError(DynamoBenchError):
 
 def aiperf_argv(workload: WorkloadSpec, target: Target, artifact_dir: Path,
                 python: str = sys.executable) -> list[str]:
-    """The `aiperf profile` command for one load point of `workload` against `target`."""
+    """The `aiperf profile` command for one load point of `workload` against `target`.
+
+    Pure but for a trace: its first record is read to know whether it has timestamps (AIPerf
+    then replays them unless `trace.fixed_schedule` is false)."""
     w = workload
+    replay = False
+    if w.trace is not None:
+        from dynamo_bench.loadgen.preflight import first_record_has_timestamp, trace_path
+
+        timestamps = first_record_has_timestamp(trace_path(w.trace))
+        replay = bool(w.trace.fixed_schedule) or (w.trace.fixed_schedule is None
+                                                   and timestamps)
     argv = [python, "-m", "aiperf", "profile", "--model", target.model, "--url", target.url,
             "--endpoint-type", w.endpoint, "--tokenizer", str(target.tokenizer),
             "--random-seed", str(w.seed), "--ui", "none", "--no-gpu-telemetry",
@@ -73,9 +83,10 @@ def aiperf_argv(workload: WorkloadSpec, target: Target, artifact_dir: Path,
         argv += ["--request-rate", _num(w.request_rate), "--arrival-pattern", w.arrival]
         if w.burstiness is not None:
             argv += ["--arrival-smoothness", _num(w.burstiness)]
-    elif w.trace is None or not w.trace.fixed_schedule:
+    elif not replay:
         # A closed loop still paces credits at a rate; a high constant one stops AIPerf's
-        # timing loop from spinning a core while it waits for a free slot.
+        # timing loop from spinning a core while it waits for a free slot. Not when the
+        # trace's timestamps are replayed: AIPerf refuses a rate with a fixed schedule.
         argv += ["--request-rate", "1000", "--arrival-pattern", "constant"]
     count = w.effective_request_count
     if count is not None:
@@ -110,8 +121,13 @@ def aiperf_argv(workload: WorkloadSpec, target: Target, artifact_dir: Path,
     if w.trace is not None:
         argv += ["--input-file", str(Path(w.trace.path).expanduser().resolve()),
                  "--custom-dataset-type", w.trace.format]
-        if w.trace.fixed_schedule:
+        if replay:
             argv.append("--fixed-schedule")
+        elif timestamps:
+            # a trace with timestamps is otherwise promoted to a fixed schedule by AIPerf
+            argv.append("--no-fixed-schedule")
+        if w.trace.block_size is not None:
+            argv += ["--prompt-input-tokens-block-size", str(w.trace.block_size)]
     return argv
 
 
@@ -133,10 +149,13 @@ def _short_private_dir() -> Path:
 
 def run_aiperf(workload: WorkloadSpec, target: Target, run_dir: Path, *,
                timeout_s: float | None = None,
-               on_tick: Callable[[float], None] | None = None) -> Path:
+               on_tick: Callable[[float], None] | None = None,
+               watch: Callable[[], None] | None = None) -> Path:
     """Run AIPerf for one load point; return its artifact directory (`run_dir/aiperf`).
 
-    `on_tick(elapsed_s)` is called about four times a second while it runs (for progress).
+    `on_tick(elapsed_s)` is called about four times a second while it runs (for progress);
+    so is `watch()`, which raises to stop the run at once (a stack process that died): AIPerf
+    is stopped and the exception propagates, with the records written so far left in place.
 
     Raises:
         AIPerfError: AIPerf failed, timed out, or wrote no `profile_export_aiperf.json`.
@@ -161,6 +180,8 @@ def run_aiperf(workload: WorkloadSpec, target: Target, run_dir: Path, *,
                                   proc.log_tail(30))
             if on_tick is not None:
                 on_tick(elapsed)
+            if watch is not None:
+                watch()
             time.sleep(0.25)
     finally:
         stop_all([proc], grace_s=5.0)

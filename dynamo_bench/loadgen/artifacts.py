@@ -41,8 +41,10 @@ def read_summary(artifacts: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path} is not valid JSON: {e}") from None
 
 
-def read_requests(artifacts: Path) -> pd.DataFrame:
+def read_requests(artifacts: Path, partial: bool = False) -> pd.DataFrame:
     """One row per profiling-phase request (warm-up dropped), in completion order.
+
+    `partial`: the run was stopped; a last line cut short in writing is skipped.
 
     Columns: start_ns, end_ns, ttft_ms, itl_ms, e2e_ms, isl, osl, cached_tokens (server-reported
     prompt tokens served from cache), cancelled, error (the error type, or None).
@@ -55,7 +57,12 @@ def read_requests(artifacts: Path) -> pd.DataFrame:
         for line in f:
             if not line.strip():
                 continue
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                if partial:
+                    continue
+                raise ArtifactError(f"{path}: a line is not valid JSON") from None
             meta = rec.get("metadata", {})
             if meta.get("benchmark_phase") != "profiling":
                 continue
@@ -78,16 +85,20 @@ def read_requests(artifacts: Path) -> pd.DataFrame:
 
 def summarize(artifacts: Path, *, gpus: int = 0, concurrency: int | None = None,
               request_rate: float | None = None, sla: SLA | None = None,
-              speedup_ratio: float = 1.0) -> tuple[Metrics, pd.DataFrame]:
+              speedup_ratio: float = 1.0, partial: bool = False
+              ) -> tuple[Metrics, pd.DataFrame]:
     """`Metrics` of the steady-state window (loadgen/steady.py) and the per-request table of one
     AIPerf run.
+
+    `partial`: AIPerf was stopped before it wrote its summary; the requests recorded so far are
+    used and the run counts as incomplete.
 
     With `speedup_ratio` S != 1 (a mocker run faster than real time), latencies are multiplied
     and throughputs divided by S to express them in simulated time (`time_base="simulated"`);
     the table's latency columns are rescaled the same way, its timestamps are kept as measured.
     """
-    summary = read_summary(artifacts)
-    requests = read_requests(artifacts)
+    summary = {"was_cancelled": True} if partial else read_summary(artifacts)
+    requests = read_requests(artifacts, partial=partial)
     s = speedup_ratio
     # the window is cut on the wall-time records, then expressed in simulated time
     sla_wall = _scaled(sla, 1 / s) if sla is not None and s != 1.0 else sla

@@ -9,6 +9,7 @@ and the saturation verdict). `load_point(folder)` reloads it without rerunning a
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,9 +22,15 @@ import yaml
 from dynamo_bench.errors import DynamoBenchError
 from dynamo_bench.loadgen import prometheus
 from dynamo_bench.loadgen.aiperf import Target, run_aiperf
-from dynamo_bench.loadgen.artifacts import RECORDS, client_means, safe_div, summarize
+from dynamo_bench.loadgen.artifacts import (
+    RECORDS,
+    SUMMARY,
+    client_means,
+    safe_div,
+    summarize,
+)
 from dynamo_bench.loadgen.search import Probe, SearchOutcome, search_max_load
-from dynamo_bench.serving.stack import Stack
+from dynamo_bench.serving.stack import Stack, WorkerDiedError
 from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.metrics import METRICS_SCHEMA_VERSION, Metrics
 from dynamo_bench.specs.sla import SLA
@@ -32,6 +39,31 @@ from dynamo_bench.specs.workload import WorkloadSpec
 LoadKind = Literal["concurrency", "request_rate"]
 #: Called while AIPerf runs: (load point label, elapsed seconds, requests finished so far).
 Progress = Callable[[str, float, int], None]
+#: Requests per unit of concurrency in a closed-loop load point (at least the workload's
+#: request_count), as `tune` sends them (tune/sweep.py: `LoadSearch.requests_per_slot`).
+REQUESTS_PER_SLOT = 8.0
+
+
+class StackDiedError(DynamoBenchError):
+    """A stack process died while load points were measured; the run stopped at once.
+
+    `points` are those measured so far, in order; the last one, measured while the process
+    died, is marked invalid (`valid=False`). `tails` maps each dead process to its log tail.
+    """
+
+    def __init__(self, cause: WorkerDiedError, label: str, points: list[LoadPoint]) -> None:
+        self.exits = cause.exits
+        self.tails = cause.tails
+        self.label = label
+        self.points = points
+        names = ", ".join(f"{n} (exit {c})" for n, c in cause.exits.items())
+        super().__init__(f"stack process died during {label}: {names}; the run was stopped")
+
+    def __str__(self) -> str:
+        text = self.args[0]
+        for name, tail in self.tails.items():
+            text += f"\n--- last lines of {name}'s log ---\n{tail.rstrip()}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -78,6 +110,10 @@ class LoadPoint:
     workload: WorkloadSpec
     aiperf_started_ns: int | None = None
     aiperf_ended_ns: int | None = None
+    valid: bool = True
+    """False when a stack process died during the run (the figures describe a degraded
+    stack, or a run cut short); `invalid_reason` says why."""
+    invalid_reason: str | None = None
 
     @property
     def label(self) -> str:
@@ -100,11 +136,16 @@ def run_folder_name(workload: WorkloadSpec) -> str:
 def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA | None = None,
             deployment: DeploymentSpec | None = None,
             policy: SaturationPolicy = SaturationPolicy(),
-            progress: Progress | None = None, timeout_s: float | None = None) -> LoadPoint:
+            progress: Progress | None = None, timeout_s: float | None = None,
+            watch: Callable[[], None] | None = None) -> LoadPoint:
     """Run AIPerf at `workload`'s load against `target` and write the run folder `out_dir`.
 
     Under a concurrency with no `ramp_s` given, the first requests start spread over about one
-    request's predicted duration (`ramp_seconds`)."""
+    request's predicted duration (`ramp_seconds`).
+
+    `watch` (e.g. `Stack.ensure_alive`) is called while AIPerf runs and once after: when it
+    raises `WorkerDiedError`, AIPerf is stopped at once, the point is written marked invalid
+    with the requests recorded so far, and `StackDiedError` is raised carrying it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if workload.concurrency and workload.ramp_s is None and workload.request_rate is None:
         workload = workload.model_copy(update={"ramp_s": ramp_seconds(
@@ -124,7 +165,14 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
             progress(label, elapsed, _count_lines(records))
 
     started_ns = time.time_ns()
-    artifacts = run_aiperf(workload, target, out_dir, timeout_s=timeout_s, on_tick=tick)
+    try:
+        artifacts = run_aiperf(workload, target, out_dir, timeout_s=timeout_s, on_tick=tick,
+                               watch=watch)
+        if watch is not None:
+            watch()
+    except WorkerDiedError as e:
+        point = _degraded_point(target, workload, out_dir, sla, started_ns, e)
+        raise StackDiedError(e, label, [point] if point is not None else []) from None
     ended_ns = time.time_ns()
     after = prometheus.scrape(target.metrics_url) if target.metrics_url else None
     server = prometheus.server_latency(before, after) if before and after else None
@@ -147,6 +195,25 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
     metrics = metrics.model_copy(update=update)
     point = LoadPoint(metrics, requests, out_dir, workload, started_ns, ended_ns)
     _write(point, server)
+    return point
+
+
+def _degraded_point(target: Target, workload: WorkloadSpec, out_dir: Path, sla: SLA | None,
+                    started_ns: int, died: WorkerDiedError) -> LoadPoint | None:
+    """The point cut short by a dead stack process, from the records AIPerf wrote before it
+    was stopped (finished or not), marked invalid; None when nothing can be made of them."""
+    names = ", ".join(f"{n} (exit {c})" for n, c in died.exits.items())
+    try:
+        metrics, requests = summarize(out_dir / "aiperf", gpus=target.gpus,
+                                      concurrency=workload.concurrency,
+                                      request_rate=workload.request_rate, sla=sla,
+                                      speedup_ratio=target.speedup_ratio,
+                                      partial=not (out_dir / "aiperf" / SUMMARY).is_file())
+    except Exception:  # noqa: BLE001 (no records, or too few: there is no point to keep)
+        return None
+    point = LoadPoint(metrics, requests, out_dir, workload, started_ns, time.time_ns(),
+                      valid=False, invalid_reason=f"stack process died during the run: {names}")
+    _write(point, None)
     return point
 
 
@@ -203,6 +270,8 @@ def _write(point: LoadPoint, server: prometheus.ServerLatency | None) -> None:
         "aiperf_dir": "aiperf",
         "aiperf_started_ns": point.aiperf_started_ns,
         "aiperf_ended_ns": point.aiperf_ended_ns,
+        "valid": point.valid,
+        "invalid_reason": point.invalid_reason,
     }
     (point.run_dir / "metrics.json").write_text(json.dumps(doc, indent=2) + "\n")
     point.requests.to_parquet(point.run_dir / "requests.parquet", index=False)
@@ -222,33 +291,56 @@ def load_point(run_dir: str | Path) -> LoadPoint:
     workload = WorkloadSpec.model_validate(yaml.safe_load((run / "workload.yaml").read_text()))
     requests = pd.read_parquet(run / "requests.parquet")
     return LoadPoint(Metrics.model_validate(doc["metrics"]), requests, run, workload,
-                     doc.get("aiperf_started_ns"), doc.get("aiperf_ended_ns"))
+                     doc.get("aiperf_started_ns"), doc.get("aiperf_ended_ns"),
+                     doc.get("valid", True), doc.get("invalid_reason"))
 
 
 def sweep(target: Target, workload: WorkloadSpec, loads: Sequence[tuple[LoadKind, float]],
-          out_dir: Path, **kwargs: object) -> list[LoadPoint]:
+          out_dir: Path, *, requests_per_slot: float | None = None,
+          **kwargs: object) -> list[LoadPoint]:
     """Measure `workload` at each load, in order, on the same running server.
 
     Each load point gets its own seed (`workload.seed + index`): the same seed would resend the
-    same prompts, which the server's prefix cache then serves without prefill.
+    same prompts, which the server's prefix cache then serves without prefill. With
+    `requests_per_slot`, a concurrency c sends at least that many requests per slot
+    (`scaled_workload`). A dead stack process (`watch`) raises `StackDiedError` carrying every
+    point measured so far.
     """
-    points = []
+    points: list[LoadPoint] = []
     for i, (kind, value) in enumerate(loads):
-        w = _at(workload, kind, value, i)
-        points.append(measure(target, w, out_dir / run_folder_name(w), **kwargs))  # type: ignore[arg-type]
+        w = _at(workload, kind, value, i, requests_per_slot)
+        try:
+            points.append(measure(target, w, out_dir / run_folder_name(w), **kwargs))  # type: ignore[arg-type]
+        except StackDiedError as e:
+            e.points = points + e.points
+            raise
     return points
 
 
-def _at(workload: WorkloadSpec, kind: LoadKind, value: float, index: int) -> WorkloadSpec:
+def scaled_workload(workload: WorkloadSpec, requests_per_slot: float | None) -> WorkloadSpec:
+    """`workload` with max(request_count, ceil(requests_per_slot x concurrency)) requests, as
+    `tune` sizes its probes, so that every slot sends several requests at any concurrency.
+    Unchanged for a rate, a duration or a trace (the trace defines the requests)."""
+    count = workload.effective_request_count
+    if requests_per_slot is None or workload.concurrency is None or count is None \
+            or workload.request_rate is not None or workload.trace is not None:
+        return workload
+    return workload.model_copy(update={"request_count": max(count, math.ceil(
+        requests_per_slot * workload.concurrency))})
+
+
+def _at(workload: WorkloadSpec, kind: LoadKind, value: float, index: int,
+        requests_per_slot: float | None = None) -> WorkloadSpec:
     w = workload.at(concurrency=int(value)) if kind == "concurrency" \
         else workload.at(request_rate=float(value))
-    return w.model_copy(update={"seed": workload.seed + index})
+    return scaled_workload(w.model_copy(update={"seed": workload.seed + index}),
+                           requests_per_slot)
 
 
 def find_max_load(target: Target, workload: WorkloadSpec, sla: SLA, out_dir: Path, *,
                   kind: LoadKind = "concurrency", start: float = 1, limit: float = 256,
-                  max_probes: int | None = None, **kwargs: object
-                  ) -> SearchOutcome[LoadPoint]:
+                  max_probes: int | None = None, requests_per_slot: float | None = None,
+                  **kwargs: object) -> SearchOutcome[LoadPoint]:
     """The highest load whose metrics meet `sla`: bracket by doubling, then bisect (to
     adjacent concurrencies, or 2% for rates; the probe budget is derived unless given).
 
@@ -259,12 +351,18 @@ def find_max_load(target: Target, workload: WorkloadSpec, sla: SLA, out_dir: Pat
         workload = workload.at(concurrency=workload.concurrency)
 
     probes = 0
+    measured: list[LoadPoint] = []
 
     def evaluate(x: float) -> Probe[LoadPoint]:
         nonlocal probes
-        w = _at(workload, kind, x, probes)
+        w = _at(workload, kind, x, probes, requests_per_slot)
         probes += 1
-        point = measure(target, w, out_dir / run_folder_name(w), sla=sla, **kwargs)  # type: ignore[arg-type]
+        try:
+            point = measure(target, w, out_dir / run_folder_name(w), sla=sla, **kwargs)  # type: ignore[arg-type]
+        except StackDiedError as e:
+            e.points = measured + e.points
+            raise
+        measured.append(point)
         return Probe(x, sla.feasible(point.metrics), point.metrics.usable, point)
 
     return search_max_load(evaluate, start=start, limit=limit, integer=kind == "concurrency",
@@ -277,12 +375,14 @@ def summary_table(points: Sequence[LoadPoint]) -> pd.DataFrame:
     for p in points:
         m = p.metrics
         rows.append({"concurrency": m.concurrency, "request_rate": m.request_rate,
+                     "request_count": p.workload.effective_request_count,
                      **{k: v for k, v in m.to_row().items()
                         if k not in ("concurrency", "request_rate")},
+                     "valid": p.valid, "invalid_reason": p.invalid_reason,
                      "run_dir": str(p.run_dir)})
     df = pd.DataFrame(rows)
-    front = ["concurrency", "request_rate", "ttft_ms_p50", "ttft_ms_p90", "itl_ms_p50",
-             "itl_ms_p90", "e2e_ms_p90", "output_tok_s", "output_tok_s_per_gpu",
-             "output_tok_s_per_user", "client_saturated"]
+    front = ["concurrency", "request_rate", "request_count", "ttft_ms_p50", "ttft_ms_p90",
+             "itl_ms_p50", "itl_ms_p90", "e2e_ms_p90", "output_tok_s", "output_tok_s_per_gpu",
+             "output_tok_s_per_user", "client_saturated", "valid"]
     return df[front + [c for c in df.columns if c not in front]] if rows else df
 

@@ -13,6 +13,10 @@ from pydantic import Field, model_validator
 
 from dynamo_bench.specs.base import Strict, field_error
 
+#: The most requests (or warm-up requests) one load point may ask for: AIPerf allocates per
+#: request up front and hangs on absurd counts.
+MAX_REQUESTS = 10_000_000
+
 TraceFormat = Literal["mooncake_trace", "single_turn", "multi_turn", "random_pool",
                       "bailian_trace"]
 
@@ -55,7 +59,12 @@ class TraceSpec(Strict):
 
     path: str = Field(min_length=1)
     format: TraceFormat = "mooncake_trace"
-    fixed_schedule: bool = Field(False, description="replay the trace's timestamps")
+    fixed_schedule: bool | None = Field(None, description=(
+        "replay the trace's timestamps (true), ignore them and run at the workload's load "
+        "(false); unset: replay them when the trace has them (AIPerf's own default)"))
+    block_size: int | None = Field(None, ge=1, description=(
+        "tokens per `hash_ids` entry (unset: AIPerf's default for the format, 512 for "
+        "mooncake_trace, 16 for bailian_trace; Dynamo's replay traces use 16)"))
 
 
 class WorkloadSpec(Strict):
@@ -119,6 +128,15 @@ class WorkloadSpec(Strict):
             raise field_error("images", "need endpoint: chat")
         if self.burstiness is not None and self.arrival != "gamma":
             raise field_error("burstiness", "only applies to arrival: gamma")
+        for name in ("request_count", "warmup_requests"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_REQUESTS:
+                raise field_error(name, f"{value} is more than one load point can send (at "
+                                  f"most {MAX_REQUESTS:,}): use a smaller count or duration_s")
+        if self.trace is not None and self.trace.fixed_schedule and \
+                self.request_rate is not None:
+            raise field_error("request_rate", "cannot be combined with trace.fixed_schedule "
+                              "(the trace's timestamps set the arrivals): drop one of them")
         if self.request_count is not None and self.duration_s is not None:
             raise field_error("duration_s", "give request_count or duration_s, not both")
         return self

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +124,10 @@ def test_bench_cli_on_disagg_writes_summary(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["concurrency"] for r in rows] == ["1", "2"]
+    # requests scale with concurrency as in tune: max(request_count 12, 8 per slot)
+    assert [r["request_count"] for r in rows] == ["12", "16"]
+    assert [r["requests"] for r in rows] == ["12", "16"]
+    assert all(r["valid"] == "True" for r in rows)
     for col in ("request_rate", "ttft_ms_p50", "ttft_ms_p90", "itl_ms_p50", "itl_ms_p90",
                 "e2e_ms_p90", "output_tok_s", "output_tok_s_per_gpu", "output_tok_s_per_user",
                 "client_saturated"):
@@ -130,7 +137,7 @@ def test_bench_cli_on_disagg_writes_summary(tmp_path):
         float(rows[0]["output_tok_s"]) / 2)
     run_dir = tmp_path / rows[1]["run_dir"]
     point = load_point(run_dir)  # reloadable without rerunning
-    assert point.metrics.concurrency == 2 and len(point.requests) == 12
+    assert point.metrics.concurrency == 2 and len(point.requests) == 16
     # the run folder's deployment.yaml is a spec that loads again
     assert load_deployment(run_dir / "deployment.yaml").name == "disagg-1p1d"
     assert "c=2" in proc.stdout
@@ -178,3 +185,95 @@ def test_trace_file_replay(prefill_bound, tmp_path):
     isl = sorted(point.requests["isl"])
     template = isl[0] - lengths[0]  # the chat template adds the same few tokens to each
     assert 0 <= template < 32 and isl == [n + template for n in lengths]
+
+
+def test_trace_with_timestamps_and_hash_ids_runs_through_aiperf(prefill_bound, tmp_path):
+    """A trace as Dynamo's replay writes them: timestamps and 16-token hash_ids blocks. The
+    timestamps are replayed without asking (AIPerf's default; no pacing rate is added, which
+    AIPerf refuses with a fixed schedule) and the block size reaches AIPerf."""
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 150 * i, "input_length": 40,
+                                         "output_length": 8, "hash_ids": [0, 1, 2 + i]}) + "\n"
+                             for i in range(5)))
+    w = WorkloadSpec(osl=LengthSpec(mean=8), concurrency=2,
+                     trace={"path": str(trace), "block_size": 16})
+    point = measure(target_for(prefill_bound), w, tmp_path / "run")
+    assert point.metrics.requests == 5 and point.metrics.errors == 0
+    argv = (tmp_path / "run" / "aiperf.log").read_text()
+    starts = sorted(point.requests["start_ns"])
+    assert (starts[-1] - starts[0]) / 1e6 > 0.8 * 600  # the 600 ms schedule was followed
+    assert sorted(point.requests["isl"])[0] >= 40 and argv
+
+
+def test_bench_cli_find_max_load(tmp_path):
+    out = tmp_path / "search"
+    proc = subprocess.run([*CLI, "bench", str(REPO / "serving" / "agg.yaml"), "-w",
+                           str(REPO / "sweeps" / "workloads" / "tiny.yaml"), "--sla",
+                           "ttft_ms.p90<=100000", "--find-max-load", "--max-load", "4",
+                           "--out", str(out)], capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    # the search starts at the workload's concurrency (2) and doubles up to the limit (or
+    # stops where this busy machine's load client saturates)
+    assert rows[0]["concurrency"] == "2" and {r["concurrency"] for r in rows} <= {"2", "3", "4"}
+    assert all(int(r["request_count"]) == max(12, 8 * int(r["concurrency"])) for r in rows)
+    found = json.loads((out / "search.json").read_text())
+    assert found["limited_by"] in ("limit", "client"), found
+    best = next(r for r in rows if r["run_dir"] == found["best"])
+    assert f"max load meeting ttft_ms.p90<=100000: c={best['concurrency']}" in \
+        " ".join(proc.stdout.split())
+
+
+def _stack_process(discovery: Path, module: str) -> int | None:
+    """The pid of a process of the stack whose discovery store is `discovery`."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = (Path("/proc") / pid / "cmdline").read_bytes()
+            env = (Path("/proc") / pid / "environ").read_bytes()
+        except OSError:
+            continue
+        if module.encode() in cmd and f"DYN_FILE_KV={discovery}".encode() in env.split(b"\0"):
+            return int(pid)
+    return None
+
+
+def test_bench_stops_at_once_when_a_worker_dies(tmp_path):
+    spec = tmp_path / "two.yaml"
+    spec.write_text("name: two\nmodel: Qwen3-8B\ntiming: mocker-default\n"
+                    "workers: {agg: {replicas: 2}}\n")
+    work = tmp_path / "w.yaml"
+    work.write_text("isl: {mean: 128}\nosl: {mean: 64}\nconcurrency: 1\nrequest_count: 8\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*CLI, "bench", str(spec), "-w", str(work), "--concurrency", "1,4",
+                             "--requests-per-slot", "60", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        records = out / "concurrency_0004" / "aiperf" / "profile_export.jsonl"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if records.is_file() and len(records.read_text().splitlines()) >= 4:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        pid = _stack_process((out / "stack" / "discovery").resolve(), "dynamo.mocker")
+        assert pid is not None
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+        killed = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, stdout + stderr
+    assert took < 25, took  # not the rest of a 240-request run
+    assert "stack process died during c=4" in stderr and "last lines of" in stderr
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["concurrency"] for r in rows] == ["1", "4"]
+    assert [r["valid"] for r in rows] == ["True", "False"]
+    assert "died" in rows[1]["invalid_reason"] and rows[0]["invalid_reason"] == ""
+    assert int(rows[1]["requests"]) < 240
+    assert load_point(rows[1]["run_dir"]).valid is False
+    assert "INVALID" in stdout

@@ -90,3 +90,15 @@ def test_missing_artifacts(tmp_path: Path) -> None:
         summarize(tmp_path)
     with pytest.raises(ArtifactError, match="not found"):
         read_requests(tmp_path)
+
+
+def test_a_run_cut_short_is_read_from_its_records(tmp_path: Path) -> None:
+    """AIPerf stopped mid-run (a stack process died): no summary, maybe a half-written line."""
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    lines = (FIX / "ok" / "profile_export.jsonl").read_text().splitlines()[:14]
+    (cut / "profile_export.jsonl").write_text("\n".join(lines) + "\n" + lines[14 - 1][:40])
+    with pytest.raises(ArtifactError):
+        summarize(cut, concurrency=4)
+    m, req = summarize(cut, concurrency=4, partial=True)
+    assert len(req) == 12 == m.requests and not m.complete
