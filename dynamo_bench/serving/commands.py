@@ -35,6 +35,56 @@ LOOPBACK_ENV = {
 }
 TRANSPORT_ARGS = ["--discovery-backend", "file", "--request-plane", "tcp"]
 
+#: The engines' KV-event endpoint as written into worker commands: the wildcard bind of the
+#: operator's templates, kept as is in Kubernetes manifests (the pod's Dynamo worker subscribes
+#: on 127.0.0.1; `${KV_EVENTS_PORT}` is filled in by whoever renders the command).
+KV_EVENTS_PLACEHOLDER = "tcp://*:${KV_EVENTS_PORT}"
+
+#: Dynamo's event plane (KV events, load metrics, sequence tracking) binds its direct-mode ZMQ
+#: publishers on 0.0.0.0 whatever DYN_EVENT_PLANE_HOST says (only the advertised address follows
+#: it). In broker mode (`DYN_ZMQ_BROKER_URL`) publishers and subscribers *connect* to one
+#: XSUB/XPUB proxy instead, so a local stack runs this proxy, bound to loopback. Argument: the
+#: file to write the `DYN_ZMQ_BROKER_URL` value to once both sockets are bound.
+ZMQ_BROKER_CODE = (
+    "import os, sys, zmq\n"
+    "ctx = zmq.Context()\n"
+    "xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)\n"
+    'a = xsub.bind_to_random_port("tcp://127.0.0.1")\n'
+    'b = xpub.bind_to_random_port("tcp://127.0.0.1")\n'
+    'with open(sys.argv[1] + ".tmp", "w") as f:\n'
+    '    f.write(f"xsub=tcp://127.0.0.1:{a} , xpub=tcp://127.0.0.1:{b}")\n'
+    'os.replace(sys.argv[1] + ".tmp", sys.argv[1])\n'
+    "zmq.proxy(xsub, xpub)\n"
+)
+
+
+def zmq_broker_argv(url_file: str, python: str = sys.executable) -> list[str]:
+    """The loopback event-plane broker of a local stack (see `ZMQ_BROKER_CODE`)."""
+    return [python, "-c", ZMQ_BROKER_CODE, url_file]
+
+
+def local_kv_events_endpoint(backend: str, port: int, ipc_path: str) -> str:
+    """Where a local engine publishes its KV events: bound to this machine only where possible.
+
+    vLLM binds an endpoint only if it is a wildcard or `ipc://` (any other `tcp://host:port` makes
+    it *connect*, and as Dynamo's subscriber connects too, no event would arrive), so a local
+    vLLM worker gets a Unix socket. SGLang's Dynamo subscriber (ai-dynamo 1.6.1,
+    dynamo/sglang/publisher.py `kv_event_connect_ip`) reaches a non-wildcard endpoint on the
+    machine's outward address and cannot take `ipc://`, so SGLang keeps the wildcard, and `Stack`
+    reports that listener. TensorRT-LLM's events go through Dynamo's own publisher.
+    """
+    if backend == "vllm":
+        return f"ipc://{ipc_path}"
+    return f"tcp://*:{port}"
+
+
+def localize_kv_events(argv: list[str], endpoint: str) -> list[str]:
+    """`argv` with the KV-event placeholder replaced by a local stack's endpoint."""
+    # the placeholder sits inside a JSON string
+    text = json.dumps(endpoint)[1:-1]
+    return [a.replace(KV_EVENTS_PLACEHOLDER, text) for a in argv]
+
+
 _VLLM_CONNECTORS = {
     "nixl": {"kv_connector": "NixlConnector"},
     "lmcache": {"kv_connector": "LMCacheConnectorV1"},
@@ -192,7 +242,7 @@ def _vllm(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> list[
     if spec.router.mode == "kv" and g.enable_prefix_caching and role != "decode":
         # The KV router needs the engine's cache events; Dynamo forwards them from this socket.
         argv += ["--kv-events-config", json.dumps(
-            {"publisher": "zmq", "topic": "kv-events", "endpoint": "tcp://*:${KV_EVENTS_PORT}",
+            {"publisher": "zmq", "topic": "kv-events", "endpoint": KV_EVENTS_PLACEHOLDER,
              "enable_kv_cache_events": True}, separators=(",", ":"))]
     return argv
 
@@ -225,7 +275,7 @@ def _sglang(spec: DeploymentSpec, role: Role, g: WorkerGroup, model: str) -> lis
         _flag(argv, "--hicache-size", off.host_cache_gb)
     if spec.router.mode == "kv" and g.enable_prefix_caching and role != "decode":
         argv += ["--kv-events-config", json.dumps(
-            {"publisher": "zmq", "topic": "kv-events", "endpoint": "tcp://*:${KV_EVENTS_PORT}"},
+            {"publisher": "zmq", "topic": "kv-events", "endpoint": KV_EVENTS_PLACEHOLDER},
             separators=(",", ":"))]
     return argv
 

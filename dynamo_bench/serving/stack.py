@@ -8,10 +8,15 @@
 
 Each stack gets free ports, its own discovery directory (`DYN_FILE_KV`) and its own HOME, so two
 stacks on one machine never see each other, and binds loopback unless the spec says otherwise.
+Dynamo's event plane binds its direct-mode ZMQ publishers on 0.0.0.0 whatever DYN_EVENT_PLANE_HOST
+says, so each stack also runs a small XSUB/XPUB broker on 127.0.0.1 and puts every process in
+broker mode (`DYN_ZMQ_BROKER_URL`). Once ready, the listening sockets of every process of the
+stack are checked: any not on loopback is logged as one warning and kept in `stack.exposed`.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import sys
@@ -23,13 +28,17 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 import httpx
+import psutil
 
 from dynamo_bench.errors import DynamoBenchError, LaunchError
 from dynamo_bench.serving.commands import (
     LOOPBACK_ENV,
     WorkerCommand,
     frontend_argv,
+    local_kv_events_endpoint,
+    localize_kv_events,
     worker_commands,
+    zmq_broker_argv,
 )
 from dynamo_bench.perf.timing import tables_for
 from dynamo_bench.serving.gpus import assign_gpus, gpu_inventory
@@ -59,6 +68,47 @@ class ProcessInfo:
     pgid: int
     log_path: Path
     gpus: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening TCP socket of a process of the stack (`pid` may be a child of `name`)."""
+
+    name: str
+    pid: int
+    ip: str
+    port: int
+
+    @property
+    def loopback(self) -> bool:
+        return self.ip.startswith("127.") or self.ip in ("::1", "localhost")
+
+    def __str__(self) -> str:
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{self.name} (pid {self.pid}) on {host}:{self.port}"
+
+
+def listeners(procs: dict[str, int]) -> list[Listener]:
+    """Every listening TCP socket of the given processes (name -> pid) and of their children."""
+    out: list[Listener] = []
+    for name, pid in procs.items():
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for proc in tree:
+            try:
+                conns = proc.net_connections(kind="inet")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            out += [Listener(name, proc.pid, c.laddr.ip, c.laddr.port) for c in conns
+                    if c.status == psutil.CONN_LISTEN]
+    return out
+
+
+_log = logging.getLogger(__name__)
+BROKER = "event-broker"
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -95,6 +145,7 @@ class Stack:
         self._inventory = inventory
         self._python = python
         self._procs: list[ManagedProcess] = []
+        self._broker: ManagedProcess | None = None
         self._roles: dict[str, str] = {}
         self._gpus: dict[str, list[str]] = {}
         self._old_handlers: dict[int, object] = {}
@@ -103,6 +154,8 @@ class Stack:
         self.tables: dict = {}
         self.ready_s: float | None = None
         self.teardown_s: float | None = None
+        #: listening sockets of the stack not bound to loopback, found once it was ready
+        self.exposed: list[Listener] = []
         self.started = False
 
     # -- public surface ---------------------------------------------------------------------
@@ -129,8 +182,17 @@ class Stack:
                 for p in self._procs]
 
     def poll(self) -> dict[str, int | None]:
-        """Exit status per process name (None: still running)."""
-        return {p.name: p.poll() for p in self._procs}
+        """Exit status per process name (None: still running), the event broker included."""
+        return {p.name: p.poll() for p in self._all()}
+
+    @property
+    def broker_pid(self) -> int | None:
+        """PID of the stack's loopback event-plane broker (not listed by `processes()`)."""
+        return self._broker.pid if self._broker else None
+
+    def listeners(self) -> list[Listener]:
+        """Every listening TCP socket of the stack's processes and their children, right now."""
+        return listeners({p.name: p.pid for p in self._all()})
 
     def dead(self) -> dict[str, int]:
         """The processes that have exited, with their exit status."""
@@ -140,7 +202,7 @@ class Stack:
         """Raise `WorkerDiedError` if any process of the stack has exited."""
         dead = self.dead()
         if dead:
-            tails = {p.name: p.log_tail(15) for p in self._procs if p.name in dead}
+            tails = {p.name: p.log_tail(15) for p in self._all() if p.name in dead}
             raise WorkerDiedError(dead, tails)
 
     def log_path(self, name: str) -> Path:
@@ -176,6 +238,10 @@ class Stack:
             self.stop()
             raise
         self.ready_s = time.monotonic() - t0
+        self.exposed = [s for s in self.listeners() if not s.loopback]
+        if self.exposed:
+            _log.warning("stack %s listens beyond loopback: %s", self.spec.name,
+                         ", ".join(str(s) for s in self.exposed))
         return self
 
     def stop(self) -> float:
@@ -185,8 +251,8 @@ class Stack:
         """
         t0 = time.monotonic()
         try:
-            if self._procs:
-                stop_all(self._procs, self.grace_s)
+            if self._procs or self._broker:
+                stop_all(self._all(), self.grace_s)
         finally:
             self._restore_signal_handlers()
         self.teardown_s = time.monotonic() - t0
@@ -202,6 +268,26 @@ class Stack:
         self.stop()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _all(self) -> list[ManagedProcess]:
+        return [*self._procs, *([self._broker] if self._broker else [])]
+
+    def _start_broker(self, run: Path) -> str:
+        """Start the loopback event-plane broker; its `DYN_ZMQ_BROKER_URL` value."""
+        url_file = run / "tmp" / "zmq-broker-url"
+        url_file.unlink(missing_ok=True)
+        self._broker = ManagedProcess(ProcessSpec(
+            BROKER, zmq_broker_argv(str(url_file), self._python), {"PYTHONUNBUFFERED": "1"},
+            run / f"{BROKER}.log"))
+        deadline = time.monotonic() + min(30.0, self.ready_timeout_s)
+        while not url_file.exists():
+            code = self._broker.poll()
+            if code is not None or time.monotonic() > deadline:
+                what = "did not start" if code is None else f"exited with status {code}"
+                raise LaunchError(f"{BROKER} {what}" + self._where(self._broker.spec.log_path),
+                                  BROKER, code, self._broker.log_tail(20))
+            time.sleep(0.02)
+        return url_file.read_text().strip()
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -228,14 +314,16 @@ class Stack:
         self.port = self.spec.frontend.port or ports[0]
         common = {**LOOPBACK_ENV, "DYN_FILE_KV": str(run / "discovery"),
                   "HOME": str(run / "home"), "TMPDIR": str(run / "tmp"),
-                  "DYN_NAMESPACE": "dynamo", "PYTHONUNBUFFERED": "1"}
+                  "DYN_NAMESPACE": "dynamo", "PYTHONUNBUFFERED": "1",
+                  "DYN_ZMQ_BROKER_URL": self._start_broker(run)}
         specs: list[tuple[str, ProcessSpec]] = []
         for i, w in enumerate(workers):
             sys_port, kv_port = system_ports[i], ports[1 + i]
             env = {**common, "DYN_SYSTEM_PORT": str(sys_port), **w.env}
             if self.spec.backend != "mocker":
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus.get(w.name, []))
-            argv = [a.replace("${KV_EVENTS_PORT}", str(kv_port)) for a in w.argv]
+            argv = localize_kv_events(w.argv, local_kv_events_endpoint(
+                self.spec.backend, kv_port, str(run / "tmp" / f"kv-events-{w.name}")))
             specs.append((w.role, ProcessSpec(w.name, argv, env, run / "logs" / f"{w.name}.log")))
         fe = ProcessSpec("frontend", frontend_argv(self.spec, self.port, self._python), common,
                          run / "logs" / "frontend.log")

@@ -253,3 +253,47 @@ def test_trtllm_rejects_an_unknown_flag(trtllm_parse) -> None:
     """The stubbed parser is strict: a wrong flag name would fail these tests."""
     with pytest.raises(SystemExit):
         trtllm_parse(["--model-path", "m", "--max-num-seqs", "8"])
+
+
+def test_kv_event_endpoints_local_and_cluster() -> None:
+    """vLLM binds only wildcard or ipc:// endpoints (else it connects), so a local vLLM stack
+    gets a Unix socket; SGLang keeps the wildcard; Kubernetes manifests keep tcp://*:20080."""
+    from dynamo_bench.serving.commands import (
+        KV_EVENTS_PLACEHOLDER,
+        local_kv_events_endpoint,
+        localize_kv_events,
+    )
+    from dynamo_bench.serving.k8s import dgd_manifest
+
+    assert local_kv_events_endpoint("vllm", 20080, "/run/tmp/kv-0") == "ipc:///run/tmp/kv-0"
+    assert local_kv_events_endpoint("sglang", 20081, "/x") == "tcp://*:20081"
+    for name in ("vllm_agg.yaml", "sglang_agg.yaml"):
+        spec = spec_of(name)
+        argv = worker_commands(spec, "m")[0].argv
+        config = argv[argv.index("--kv-events-config") + 1]
+        assert json.loads(config)["endpoint"] == KV_EVENTS_PLACEHOLDER
+        local = localize_kv_events(argv, 'ipc:///odd "dir"/kv')
+        cfg = json.loads(local[argv.index("--kv-events-config") + 1])
+        assert cfg["endpoint"] == 'ipc:///odd "dir"/kv'
+        args = [a for c in dgd_manifest(spec)["spec"]["components"]
+                for a in c["podTemplate"]["spec"]["containers"][0]["args"]]
+        assert any('"endpoint":"tcp://*:20080"' in a for a in args)
+
+
+def test_zmq_broker_binds_loopback_and_reports_its_url(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from dynamo_bench.serving.commands import zmq_broker_argv
+
+    url_file = tmp_path / "url"
+    proc = subprocess.Popen(zmq_broker_argv(str(url_file)))
+    try:
+        deadline = time.monotonic() + 20
+        while not url_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = url_file.read_text()
+        assert url.startswith("xsub=tcp://127.0.0.1:") and " , xpub=tcp://127.0.0.1:" in url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
