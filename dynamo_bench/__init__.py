@@ -15,44 +15,23 @@ Tuning: `tune`, `load_study` (a `TuningStudy`: trials, points, pareto, best, ans
 Performance model: `predict`, `write_tables`, `profile` (+ `ProfilePlan`).
 """
 
-from dynamo_bench.api import (
-    BenchResult,
-    CheckResult,
-    PerfReport,
-    ProfileOutcome,
-    ProfilePlan,
-    TuningStudy,
-    bench,
-    check_stack,
-    external_target,
-    k8s_manifest,
-    load_deployment,
-    load_point,
-    load_study,
-    load_sweep,
-    load_workload,
-    make_model_dir,
-    parse_sla,
-    predict,
-    profile,
-    serve,
-    sweep_from,
-    target_for,
-    tune,
-    write_report,
-    write_tables,
-)
-from dynamo_bench.errors import (
-    DynamoBenchError,
-    LaunchError,
-    ResourceError,
-    SpecError,
-    UserError,
-)
-from dynamo_bench.report.pareto import pareto_front
-from dynamo_bench.serving.stack import Stack, WorkerDiedError
-from dynamo_bench.specs import SLA, DeploymentSpec, Metrics, WorkerGroup, WorkloadSpec
-from dynamo_bench.tune.sweep import SweepSpec
+# Imported on first use, so that `import dynamo_bench` (and the CLI's --help) stays fast:
+# the API pulls in pandas, optuna, matplotlib and Dynamo.
+_HOMES = {
+    "dynamo_bench.api": (
+        "BenchResult", "CheckResult", "PerfReport", "ProfileOutcome", "ProfilePlan",
+        "TuningStudy", "bench", "check_stack", "external_target", "k8s_manifest",
+        "load_deployment", "load_point", "load_study", "load_sweep", "load_workload",
+        "make_model_dir", "parse_sla", "predict", "profile", "serve", "sweep_from",
+        "target_for", "tune", "write_report", "write_tables"),
+    "dynamo_bench.errors": ("DynamoBenchError", "LaunchError", "ResourceError", "SpecError",
+                            "UserError"),
+    "dynamo_bench.report.pareto": ("pareto_front",),
+    "dynamo_bench.serving.stack": ("Stack", "WorkerDiedError"),
+    "dynamo_bench.specs": ("SLA", "DeploymentSpec", "Metrics", "WorkerGroup", "WorkloadSpec"),
+    "dynamo_bench.tune.sweep": ("SweepSpec",),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     # specs
@@ -70,3 +49,18 @@ __all__ = [
     "DynamoBenchError", "UserError", "SpecError", "ResourceError", "LaunchError",
     "WorkerDiedError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dynamo_bench' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

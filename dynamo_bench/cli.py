@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 import yaml
 from rich.console import Console
@@ -19,24 +18,61 @@ from rich.table import Table
 
 from dynamo_bench.errors import DynamoBenchError, LaunchError, SpecError, UserError
 
+# The click that typer ships (its own copy since typer 0.2x, else the click package).
+try:
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
+
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _examples(*lines: str) -> str:
+    """A help epilog listing example command lines (blank lines keep them apart)."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Benchmark and tune NVIDIA Dynamo deployments.")
-model_app = typer.Typer(no_args_is_help=True, help="Local model directories.")
+                  context_settings=_CONTEXT, help="Benchmark and tune NVIDIA Dynamo deployments.")
+model_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
+                        help="Local model directories.")
 app.add_typer(model_app, name="model")
-notebook_app = typer.Typer(no_args_is_help=True, help="The notebooks in notebooks/ "
-                           "(papermill).")
+notebook_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
+                           help="The notebooks in notebooks/ (papermill).")
 app.add_typer(notebook_app, name="notebook")
 # Tables are wide: do not wrap them at 80 columns when output goes to a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def v(dist: str) -> str:
+            try:
+                return version(dist)
+            except PackageNotFoundError:
+                return "not installed"
+
+        print(f"dynamo-bench {v('dynamo-bench')} (ai-dynamo {v('ai-dynamo')}, "
+              f"aiperf {v('aiperf')}, optuna {v('optuna')})")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
-    """Benchmark and tune NVIDIA Dynamo deployments."""
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the versions and exit.")] = False,
+          ) -> None:
+    """Benchmark and tune NVIDIA Dynamo deployments.
+
+    Start with `dynamo-bench tune sweeps/quickstart.yaml`; every command has examples in its
+    `--help`.
+    """
 
 
-@app.command()
+@app.command(epilog=_examples('dynamo-bench serve serving/agg.yaml --check', 'dynamo-bench serve results/quickstart/best/batch/deployment.yaml', 'dynamo-bench serve serving/disagg_1p1d.yaml --k8s --out dgd.yaml --namespace llm'))
 def serve(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="Deployment spec.")],
     check: Annotated[bool, typer.Option(help="Launch, send one streaming and one non-streaming "
@@ -48,12 +84,18 @@ def serve(
     image: Annotated[Optional[str], typer.Option(help="With --k8s: container image.")] = None,
     namespace: Annotated[Optional[str], typer.Option(help="With --k8s: namespace.")] = None,
     logs: Annotated[Optional[Path], typer.Option(help="Keep logs and state in this folder.")] = None,
-    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Start-up deadline, seconds.")] = None,
+    duration: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many "
+                                                      "seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=0.1, help="Start-up deadline, "
+                                                     "seconds.")] = None,
 ) -> None:
     """Run a deployment in the foreground (Ctrl-C stops it), check it, or write its manifest."""
     from dynamo_bench import api
 
+    if k8s and out is not None:
+        _file_path(out, "--out")
+    if logs is not None:
+        _folder_path(logs, "--logs")
     spec = api.load_deployment(spec_path)
     if k8s:
         text = yaml.safe_dump(api.k8s_manifest(spec, image=image, namespace=namespace),
@@ -83,6 +125,22 @@ def serve(
     console.print(f"stopped in {stack.teardown_s:.2f} s")
     if check:
         console.print(f"[green]check passed[/green]: ready in {stack.ready_s:.2f} s")
+
+
+def _folder_path(path: Path, flag: str) -> None:
+    """Refuse an output folder that is a file (or lies under one) before anything starts."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise SpecError(flag, f"{p} is a file: give a folder")
+            return
+
+
+def _file_path(path: Path, flag: str) -> None:
+    """Refuse an output file that is a folder (or lies under a file) before anything starts."""
+    if path.is_dir():
+        raise SpecError(flag, f"{path} is a folder: give a file name, e.g. {path / 'out'}")
+    _folder_path(path.parent, flag)
 
 
 def _print_stack(stack) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +180,7 @@ def _numbers(text: str | None, field: str, integer: bool) -> list[float]:
     return out
 
 
-@app.command()
+@app.command(epilog=_examples('dynamo-bench bench serving/agg.yaml -w sweeps/workloads/chat.yaml --concurrency 1,4,16', "dynamo-bench bench serving/agg.yaml -w sweeps/workloads/chat.yaml --sla 'ttft_ms.p90<=500' --find-max-load", 'dynamo-bench bench --url http://127.0.0.1:8000 --model Qwen3-8B -w sweeps/workloads/chat.yaml'))
 def bench(
     spec_path: Annotated[Optional[Path], typer.Argument(metavar="[SPEC.yaml]",
                                                         help="Deployment to launch.")] = None,
@@ -136,7 +194,8 @@ def bench(
                    ] = None,
     find_max_load: Annotated[bool, typer.Option(help="Search the highest load meeting --sla."
                                                 )] = False,
-    max_load: Annotated[float, typer.Option(help="Highest load the search may try.")] = 256,
+    max_load: Annotated[float, typer.Option(min=1, help="Highest load the search may try.")
+                        ] = 256,
     url: Annotated[Optional[str], typer.Option(help="Load this running server instead.")] = None,
     model: Annotated[Optional[str], typer.Option(help="With --url: the served model name.")
                      ] = None,
@@ -168,6 +227,8 @@ def bench(
     if url is not None and not model:
         raise SpecError("--model", "is required with --url")
     name = spec.name if spec else "external"
+    if out is not None:
+        _folder_path(out, "--out")
     out_dir = out or Path("results") / f"bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     kind = "request_rate" if rates else "concurrency"
     loads = [(kind, v) for v in (rates or conc)]
@@ -261,7 +322,7 @@ def _print_bench(result) -> None:  # type: ignore[no-untyped-def]
     console.print(f"wrote {result.out_dir / 'summary.csv'}")
 
 
-@app.command()
+@app.command(epilog=_examples('dynamo-bench tune sweeps/quickstart.yaml', 'dynamo-bench tune sweeps/quickstart.yaml --trials 20 --no-verify --out results/try'))
 def tune(
     sweep_path: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="Sweep file "
                                                "(see sweeps/).")],
@@ -289,16 +350,22 @@ def tune(
     sweep = api.load_sweep(sweep_path)
     if sampler is not None or seed is not None:
         sweep = api.with_search(sweep, sampler=sampler, seed=seed)
+    if out is not None:
+        _folder_path(out, "--out")
     folder = out or Path("results") / sweep.name
-    with _TuneProgress() as progress:
-        study = api.tune(sweep, folder, storage=storage, trials=trials, wall_s=wall,
-                         verify=verify, peer=peer, on_trial=progress)
+    try:
+        with _TuneProgress() as progress:
+            study = api.tune(sweep, folder, storage=storage, trials=trials, wall_s=wall,
+                             verify=verify, peer=peer, on_trial=progress)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the running trial was re-queued
+        print(str(e) or "interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
     rep = study.report()
     _print_report(rep)
     _print_peers(study.record())
 
 
-@app.command("peer")
+@app.command("peer", epilog=_examples('dynamo-bench peer sweeps/peer-llama70b-h100.yaml --tier interactive'))
 def peer_command(
     sweep_path: Annotated[Path, typer.Argument(metavar="SWEEP.yaml", help="Sweep file "
                                                "(see sweeps/).")],
@@ -358,7 +425,7 @@ class _TuneProgress:
         return self.bar.__exit__(*exc)
 
 
-@app.command()
+@app.command(epilog=_examples('dynamo-bench report results/quickstart --html'))
 def report(
     folder: Annotated[Path, typer.Argument(help="Study folder written by `tune`.")],
     storage: Annotated[Optional[str], typer.Option(help="Read this storage instead of the "
@@ -399,7 +466,7 @@ def _ints(text: str, field: str) -> list[int]:
     return [int(x) for x in _numbers(text, field, integer=True)]
 
 
-@app.command()
+@app.command(epilog=_examples('dynamo-bench profile serving/agg.yaml --out results/profile-agg --isl 256,1024'))
 def profile(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="Deployment to profile.")],
     out: Annotated[Path, typer.Option(help="Output folder (tables.npz, points.csv, runs/).")],
@@ -411,6 +478,7 @@ def profile(
     timing tables from it; use them with `timing: OUT/tables.npz` in a spec."""
     from dynamo_bench import api
 
+    _folder_path(out, "--out")
     spec = api.load_deployment(spec_path)
     plan = api.ProfilePlan(isl=_ints(isl, "--isl"), batches=_ints(batches, "--batches"),
                            contexts=_ints(contexts, "--contexts"))
@@ -426,15 +494,15 @@ def profile(
     console.print(f"wrote {outcome.tables_path}")
 
 
-@app.command()
+@app.command(epilog=_examples('dynamo-bench perf --model Llama-3.1-70B --gpu h100_sxm --tp 4'))
 def perf(
     model: Annotated[str, typer.Option(help="Catalogue model or model directory.")],
     gpu: Annotated[str, typer.Option(help="GPU type (h100_sxm, h200_sxm, b200, ...).")],
-    tp: Annotated[int, typer.Option(help="Tensor parallel size.")] = 1,
-    pp: Annotated[int, typer.Option(help="Pipeline parallel size.")] = 1,
+    tp: Annotated[int, typer.Option(min=1, help="Tensor parallel size.")] = 1,
+    pp: Annotated[int, typer.Option(min=1, help="Pipeline parallel size.")] = 1,
     backend: Annotated[str, typer.Option(help="vllm, sglang, trtllm (mocker = vllm).")] = "vllm",
     precision: Annotated[str, typer.Option(help="bf16 or fp8.")] = "bf16",
-    block_size: Annotated[int, typer.Option(help="KV block size.")] = 64,
+    block_size: Annotated[int, typer.Option(min=1, help="KV block size.")] = 64,
     timing: Annotated[str, typer.Option(help=(
         "auto (measured > AIConfigurator > roofline), roofline, aiconfigurator, or an NPZ."))
     ] = "auto",
@@ -443,6 +511,8 @@ def perf(
     """Performance-model verdict for one worker: memory fit, KV capacity, predicted TTFT/ITL."""
     from dynamo_bench import api
 
+    if out is not None:
+        _file_path(out, "--out")
     report = api.predict(model, gpu, tp=tp, pp=pp, backend=backend, precision=precision,
                          block_size=block_size, timing=timing)
     console.print(report.fit.reason)
@@ -467,7 +537,7 @@ def perf(
         console.print(f"wrote {path} (+ {path.with_suffix('.json').name})")
 
 
-@model_app.command("make")
+@model_app.command("make", epilog=_examples('dynamo-bench model make Qwen3-8B models/qwen3-8b'))
 def model_make(
     name: Annotated[str, typer.Argument(help="Catalogue model (see `dynamo-bench model list`).")],
     dest: Annotated[Path, typer.Argument(help="Directory to write.")],
@@ -479,7 +549,7 @@ def model_make(
     console.print(f"wrote {path}")
 
 
-@model_app.command("list")
+@model_app.command("list", epilog=_examples('dynamo-bench model list'))
 def model_list() -> None:
     """List the catalogue's model architectures."""
     from dynamo_bench.perf.models import CATALOGUE
@@ -496,7 +566,8 @@ def model_list() -> None:
 
 
 @notebook_app.command("run", context_settings={"allow_extra_args": True,
-                                               "ignore_unknown_options": True})
+                                               "ignore_unknown_options": True},
+                      epilog=_examples("dynamo-bench notebook run quickstart -p trials 8"))
 def notebook_run(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Notebook name (see `dynamo-bench notebook "
@@ -536,7 +607,7 @@ def _notebook_params(args: list[str]) -> dict[str, object]:
     return params
 
 
-@notebook_app.command("list")
+@notebook_app.command("list", epilog=_examples('dynamo-bench notebook list'))
 def notebook_list() -> None:
     """The notebooks and their parameters."""
     from dynamo_bench.notebooks import list_notebooks, notebook_parameters
@@ -549,31 +620,50 @@ def notebook_list() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app and map errors to exit statuses."""
+    """Console-script entry point: run the app and map errors to exit statuses.
+
+    0 success (and help); 2 a mistake in the input, one line naming it and the fix; 1 a
+    failure at run time; 130 interrupted.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         # without standalone mode click returns the code of a `typer.Exit` instead of exiting
         code = app(args=args, standalone_mode=False, prog_name="dynamo-bench")
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except _click_errors.NoArgsIsHelpError:  # typer has printed the help already
+        sys.exit(0)
+    except _click_errors.UsageError as e:
+        command = e.ctx.command_path if e.ctx is not None else "dynamo-bench"
+        _fail(f"{_one_line(e.format_message())} (see '{command} --help')", 2)
+    except _click_errors.ClickException as e:
+        _fail(_one_line(e.format_message()), 2)
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted")
         sys.exit(130)
     except UserError as e:
         if debug:
             raise
-        print(f"dynamo-bench: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e), 2)
     except (LaunchError, DynamoBenchError) as e:
         if debug:
             raise
         print(f"dynamo-bench: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)
+    except Exception as e:  # a bug: one line, the traceback on request
+        if debug:
+            raise
+        _fail(f"internal error {type(e).__name__}: {_one_line(str(e))} (rerun with --debug "
+              "for the traceback and report it)", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def _fail(message: str, status: int) -> None:
+    print(f"dynamo-bench: error: {_one_line(message)}", file=sys.stderr)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

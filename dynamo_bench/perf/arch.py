@@ -158,6 +158,23 @@ class ModelArch:
             name = json.loads(marker.read_text()).get("catalogue_name", name)
         return cls.from_config(config, name=name)
 
+    def parallel_problem(self, tp: int, pp: int = 1) -> str | None:
+        """Why the engines cannot split this model `tp` x `pp` ways, or None if they can.
+
+        Tensor parallelism splits the attention heads (and shares or splits the KV heads)
+        evenly; pipeline parallelism needs at least one layer per stage.
+        """
+        if self.heads % tp:
+            divisors = [d for d in (1, 2, 4, 8, 16, 32, 64) if self.heads % d == 0]
+            return (f"tp {tp} does not divide the {self.heads} attention heads of {self.name} "
+                    f"(use {', '.join(map(str, divisors))})")
+        if tp > self.kv_heads and tp % self.kv_heads or tp <= self.kv_heads and self.kv_heads % tp:
+            return (f"tp {tp} cannot share or split the {self.kv_heads} KV heads of {self.name} "
+                    f"evenly")
+        if pp > self.layers:
+            return f"pp {pp} is more stages than the {self.layers} layers of {self.name}"
+        return None
+
     # -- parameter counts ---------------------------------------------------------------------
 
     @property

@@ -10,7 +10,10 @@ worth, with `multinode.nodeCount` above that); everything else is worker argumen
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
+
+from dynamo_bench.errors import SpecError
 
 from dynamo_bench.perf.models import catalogue_model
 from dynamo_bench.serving.model_dir import resolve_model
@@ -31,6 +34,7 @@ _TYPE: dict[Role, str] = {"agg": "worker", "prefill": "prefill", "decode": "deco
 #: Flags that only make sense for a local launch; the operator supplies discovery itself.
 _LOCAL_ONLY = {"--discovery-backend", "--request-plane", "--http-host", "--http-port"}
 HF_SECRET = "hf-token-secret"
+_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def _strip_local(args: list[str]) -> list[str]:
@@ -58,7 +62,18 @@ def model_reference(spec: DeploymentSpec) -> str:
 
 def dgd_manifest(spec: DeploymentSpec, *, image: str | None = None, namespace: str | None = None,
                  gpus_per_node: int = 8) -> dict[str, Any]:
-    """The DynamoGraphDeployment for `spec`, as a dict ready for `yaml.safe_dump`."""
+    """The DynamoGraphDeployment for `spec`, as a dict ready for `yaml.safe_dump`.
+
+    Raises `SpecError` for a namespace that is not a Kubernetes name (RFC 1123 label) or an
+    image reference with spaces.
+    """
+    if namespace is not None and not _NAMESPACE_RE.match(namespace):
+        raise SpecError("--namespace", f"{namespace!r} is not a Kubernetes namespace: lowercase "
+                        "letters, digits and '-', at most 63, starting and ending with a letter "
+                        "or digit")
+    if image is not None and (not image or any(c.isspace() for c in image)):
+        raise SpecError("--image", f"{image!r} is not an image reference (e.g. "
+                        "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.1)")
     img = image or IMAGES[spec.backend]
     fe_args = _strip_local(frontend_argv(spec, 8000, python="python3")[1:])
     router_mode = fe_args[fe_args.index("--router-mode") + 1]

@@ -7,6 +7,7 @@ whose router picks a worker per request. `gpus` is derived from the groups, neve
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -31,6 +32,11 @@ CONNECTORS: dict[Backend, tuple[KvConnector, ...]] = {
 }
 #: The timing sources a spec can name besides an NPZ file (perf/providers.py).
 TIMINGS = ("auto", "roofline", "aiconfigurator", "mocker-default")
+#: Upper bounds that keep a typo (replicas: 100000) from becoming a manifest or a local launch.
+MAX_REPLICAS = 1024
+MAX_PARALLEL = 64
+#: A host name or an IPv4/IPv6 address.
+_HOST_RE = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|[0-9A-Fa-f:.]+)$"
 #: Block sizes vLLM's cache config accepts.
 VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128)
 
@@ -53,9 +59,9 @@ class KvOffload(Strict):
 class WorkerGroup(Strict):
     """Identical workers of one role and their engine knobs (None: the engine's default)."""
 
-    replicas: int = Field(1, ge=1, description="number of workers in the group")
-    tp: int = Field(1, ge=1, description="tensor parallel size per worker")
-    pp: int = Field(1, ge=1, description="pipeline parallel size per worker")
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="number of workers in the group")
+    tp: int = Field(1, ge=1, le=MAX_PARALLEL, description="tensor parallel size per worker")
+    pp: int = Field(1, ge=1, le=MAX_PARALLEL, description="pipeline parallel size per worker")
     block_size: int | None = Field(None, ge=1, description="KV block (page) size, tokens")
     max_num_seqs: int | None = Field(None, ge=1, description="max sequences in a batch")
     max_num_batched_tokens: int | None = Field(None, ge=1, description="max tokens per step")
@@ -119,8 +125,16 @@ class RouterSpec(Strict):
 class FrontendSpec(Strict):
     """Where the OpenAI-compatible frontend listens. Port 0 picks a free port."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1",
+                      description="address to bind: 127.0.0.1 (default), a host name or an IP")
     port: int = Field(0, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _host(self) -> FrontendSpec:
+        if not re.match(_HOST_RE, self.host):
+            raise _field_error("host", f"{self.host!r} is invalid: give an address to bind, "
+                               "e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)")
+        return self
 
 
 class DeploymentSpec(Strict):
@@ -195,12 +209,41 @@ class DeploymentSpec(Strict):
                                    "groups, not 'agg' (remove it or set mode: agg)")
         for role, group in self.workers.items():
             _check_group(self.backend, self.mode, role, group)
+        _check_model(self)
         ratios = {g.speedup_ratio for g in self.workers.values()}
         if len(ratios) > 1:
             role = sorted(self.workers)[-1]
             raise _field_error(f"workers.{role}.speedup_ratio", "every worker group needs the "
                                "same speedup_ratio (results are rescaled by one factor)")
         return self
+
+
+def _check_model(spec: DeploymentSpec) -> None:
+    """The model name as the catalogue spells it, and a split the engines can run."""
+    from pathlib import Path
+
+    from dynamo_bench.errors import SpecError
+    from dynamo_bench.perf.arch import ModelArch
+    from dynamo_bench.perf.models import catalogue_model
+
+    if Path(spec.model).expanduser().is_dir():
+        try:
+            arch = ModelArch.of(spec.model)
+        except SpecError:  # an unreadable config is reported where the model is loaded
+            return
+    else:
+        entry = catalogue_model(spec.model)
+        if entry is None:  # a Hugging Face id for a cluster, checked where it is used
+            return
+        if spec.model not in (entry.name, entry.hf_id):
+            raise _field_error("model", f"{spec.model!r} is not spelled as in the catalogue: "
+                               f"use {entry.name!r} (or {entry.hf_id!r})")
+        arch = ModelArch.from_config(entry.config, entry.name)
+    for role, g in spec.workers.items():
+        problem = arch.parallel_problem(g.tp, g.pp)
+        if problem:
+            raise _field_error(f"workers.{role}.{'pp' if problem.startswith('pp') else 'tp'}",
+                               f"{problem}")
 
 
 def _is_pow2(n: int) -> bool:

@@ -107,8 +107,14 @@ def read_yaml(path: str | Path) -> Any:
         text = p.read_text()
     except FileNotFoundError:
         raise SpecError("", "file not found (check the path)", str(p)) from None
+    except IsADirectoryError:
+        raise SpecError("", "is a directory (give the YAML file)", str(p)) from None
     except OSError as err:
         raise SpecError("", f"cannot read file: {err.strerror}", str(p)) from None
+    except UnicodeDecodeError:
+        raise SpecError("", "is not a text file (expected YAML)", str(p)) from None
+    if "\x00" in text:
+        raise SpecError("", "is not a text file (expected YAML)", str(p))
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
