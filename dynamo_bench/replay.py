@@ -27,7 +27,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +179,29 @@ def _request_count(workload: WorkloadSpec) -> int:
     return count
 
 
+@contextmanager
+def _bars_hidden() -> Iterator[None]:
+    """Hide a terminal's stderr (file descriptor 2) from Dynamo's replay while it runs.
+
+    The replay's Rust core draws its own progress bars on a terminal at every step (thousands
+    of redraws over a study); dynamo-bench reports progress itself. Off a terminal the replay
+    draws nothing, so nothing is redirected.
+    """
+    if not os.isatty(2):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def replay(spec: DeploymentSpec, workload: WorkloadSpec, *, sla: SLA | None = None,
            model_dir: str | Path | None = None) -> tuple[Metrics, pd.DataFrame]:
     """Predict `workload` on `spec` with Dynamo's offline replay.
@@ -195,7 +221,8 @@ def replay(spec: DeploymentSpec, workload: WorkloadSpec, *, sla: SLA | None = No
                             f"{workload.trace.format}")
         if workload.trace.fixed_schedule:
             kw.pop("replay_concurrency", None)
-        report = run_trace_replay([str(Path(workload.trace.path).expanduser())], **kw)
+        with _bars_hidden():
+            report = run_trace_replay([str(Path(workload.trace.path).expanduser())], **kw)
     elif workload.multi_turn is not None:
         assert workload.isl is not None and workload.osl is not None
         isl, prefix_ratio, groups = workload.isl.mean, 0.0, 0
@@ -209,16 +236,19 @@ def replay(spec: DeploymentSpec, workload: WorkloadSpec, *, sla: SLA | None = No
             kw["request_rate"] = workload.request_rate
         kw["turns_per_session"] = max(1, round(workload.multi_turn.turns_mean))
         kw["inter_turn_delay_ms"] = workload.multi_turn.delay_ms_mean
-        report = run_synthetic_trace_replay(
-            isl, workload.osl.mean, _request_count(workload), shared_prefix_ratio=prefix_ratio,
-            num_prefix_groups=groups, arrival_seed=workload.seed, **kw)
+        with _bars_hidden():
+            report = run_synthetic_trace_replay(
+                isl, workload.osl.mean, _request_count(workload),
+                shared_prefix_ratio=prefix_ratio, num_prefix_groups=groups,
+                arrival_seed=workload.seed, **kw)
     else:
         folder = Path(tempfile.mkdtemp(prefix="dbench-replay-"))
         try:
             trace = folder / "trace.jsonl"
             trace.write_text("".join(json.dumps(r) + "\n" for r in
                                      synthetic_trace(workload, _request_count(workload))))
-            report = run_trace_replay([str(trace)], trace_block_size=TRACE_BLOCK, **kw)
+            with _bars_hidden():
+                report = run_trace_replay([str(trace)], trace_block_size=TRACE_BLOCK, **kw)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     requests = requests_table(report.per_request or [])

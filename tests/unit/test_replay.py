@@ -97,3 +97,37 @@ def test_load_search_runs_on_replay() -> None:
     assert out.limited_by == "sla" and out.best is not None and out.above is not None
     assert sla.feasible(out.best.result) and not sla.feasible(out.above.result)
     assert out.above.load == out.best.load + 1
+
+
+def test_replay_draws_no_progress_bars_on_a_terminal(tmp_path: Path) -> None:
+    """Dynamo's replay draws a bar per step on a terminal's stderr; dynamo-bench hides it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    script = ("import sys\n"
+              "from dynamo_bench.specs import load_deployment, load_workload\n"
+              "from dynamo_bench.replay import replay\n"
+              f"m, _ = replay(load_deployment({str(repo / 'serving/agg.yaml')!r}), "
+              f"load_workload({str(repo / 'sweeps/workloads/chat.yaml')!r}))\n"
+              "print('done', m.ttft_ms_p50, file=sys.stderr)\n")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=follower,
+                            stdout=subprocess.DEVNULL, cwd=tmp_path)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert "done" in text, text
+    assert "offline replay" not in text, "the replay drew its progress bars"
