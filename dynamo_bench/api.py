@@ -217,8 +217,8 @@ def bench(spec: DeploymentSpec | None, workload: WorkloadSpec, *,
     check_trace(workload)
     external = None
     if spec is None:
-        external = external_target(url or "", model or "", tokenizer, gpus)
         check_server(url or "", model or "")
+        external = external_target(url or "", model or "", tokenizer, gpus)
     out_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(spec, run_dir=out_dir / "stack") if spec is not None else None
     try:

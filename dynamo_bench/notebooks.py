@@ -188,6 +188,13 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None,
         # papermill injects one code cell of parameters when any are given
         code = sum(c.get("cell_type") == "code" for c in cells) + (1 if params else 0)
         engine = _line_engine(_Progress(src.stem, code))
+    # papermill's own inspector warns about every parameter whose default it cannot parse
+    # (any `=` in it) and calls them unknown: the names were checked above
+    import logging
+
+    quiet = logging.getLogger("papermill")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         papermill.execute_notebook(str(src), str(dest), parameters=params, cwd=str(workdir),
                                    kernel_name="python3", progress_bar=bar, engine_name=engine,
@@ -199,4 +206,6 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None,
             raise NotebookUserError(message, dest) from None
         raise NotebookError(f"{src.stem}: cell {e.exec_count} raised {e.ename}: {message} "
                             f"(executed copy: {dest})", dest) from None
+    finally:
+        quiet.setLevel(level)
     return dest
