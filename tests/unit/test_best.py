@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dynamo_bench.report.best import choose
+from dynamo_bench.report.best import caveats, choose
 from dynamo_bench.tune.records import StudyRecord
 from dynamo_bench.tune.sweep import parse_sweep
 from tests.unit.test_tune import SWEEP
@@ -58,3 +58,23 @@ def test_no_feasible_trial_names_the_closest() -> None:
     c = choose(record(rows), "batch")
     assert c.best is None and c.closest["reason"] == "near"
     assert c.verdict == "no configuration meets the SLA"
+
+
+def test_caveats_flag_a_capped_load_a_tie_and_an_sla_edge() -> None:
+    quiet = [_row(0, "explore", 100.0, "complete"), _row(1, "explore", 80.0, "complete")]
+    assert caveats(choose(record(quiet), "batch"), load_limit=32) == []
+
+    capped = [_row(0, "explore", 100.0, "complete", best_load=32),
+              _row(1, "explore", 80.0, "complete")]
+    notes = caveats(choose(record(capped), "batch"), load_limit=32)
+    assert len(notes) == 1 and "load.limit (32)" in notes[0]
+
+    tie = [_row(0, "explore", 100.0, "complete"), _row(1, "explore", 98.0, "complete")]
+    notes = caveats(choose(record(tie), "batch"), load_limit=32)
+    assert len(notes) == 1 and "config 1" in notes[0] and "tie" in notes[0]
+
+    edge = [_row(0, "explore", 100.0, "complete",
+                 constraints=json.dumps({"ttft_ms.p90": -0.01, "itl_ms.p90": -0.5})),
+            _row(1, "explore", 50.0, "complete")]
+    notes = caveats(choose(record(edge), "batch"), load_limit=32)
+    assert len(notes) == 1 and "ttft_ms.p90" in notes[0] and "itl_ms.p90" not in notes[0]

@@ -28,3 +28,13 @@ def test_too_many_gpus_is_a_clear_error() -> None:
     msg = str(info.value)
     assert msg.startswith("gpus: the deployment needs 8 GPUs")
     assert "this machine has 4" in msg and "\n" not in msg
+
+
+def test_a_local_mocker_stack_must_fit_in_memory() -> None:
+    from dynamo_bench.errors import ResourceError
+    from dynamo_bench.serving.gpus import check_simulated_workers
+
+    check_simulated_workers({"prefill": 4, "decode": 4}, available_mib=8 * 1024)
+    with pytest.raises(ResourceError, match=r"workers.decode.replicas: a local stack of 1002 "
+                       r"mocker workers .* \(at most 32 workers fit"):
+        check_simulated_workers({"prefill": 2, "decode": 1000}, available_mib=8 * 1024)
