@@ -313,3 +313,17 @@ def test_no_process_or_file_from_a_closed_url(tmp_path: Path,
     assert "127.0.0.1:9" in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
     assert os.listdir(tmp_path) == []
+
+
+def test_the_command_line_starts_without_the_heavy_libraries() -> None:
+    """--help and usage errors stay fast because nothing heavy is imported up front
+    (tests/benchmarks/bench_cli_startup.py measures the time)."""
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "optuna", "matplotlib", "dynamo", "aiperf", "numpy", "scipy")
+    code = ("import sys, dynamo_bench, dynamo_bench.cli\n"
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "", f"imported at start-up: {out}"
