@@ -19,7 +19,7 @@ import yaml
 
 from dynamo_bench.errors import DynamoBenchError, UserError
 from dynamo_bench.specs.sla import SLA
-from dynamo_bench.tune.storage import open_storage, storage_url
+from dynamo_bench.tune.storage import open_storage, redact, resolve_recorded, storage_url
 from dynamo_bench.tune.sweep import SweepSpec
 from dynamo_bench.tune.tuner import SCHEMA_VERSION, STUDY_FILE, study_name
 
@@ -48,7 +48,8 @@ class StudyRecord:
 
 
 def study_storage(folder: Path) -> str:
-    """The storage URL of the study in `folder` (from study.yaml, else a file beside it)."""
+    """The storage URL of the study in `folder` (from study.yaml, else a file beside it).
+    Paths in study.yaml are relative to the folder, so a moved folder still opens."""
     doc_path = folder / STUDY_FILE
     if doc_path.exists():
         doc = yaml.safe_load(doc_path.read_text()) or {}
@@ -56,7 +57,7 @@ def study_storage(folder: Path) -> str:
         if version != SCHEMA_VERSION:
             raise DynamoBenchError(f"{doc_path} has schema version {version}; this "
                                    f"dynamo-bench reads version {SCHEMA_VERSION}")
-        return str(doc["storage"])
+        return resolve_recorded(str(doc["storage"]), folder)
     if (folder / "study.db").exists():
         return storage_url(None, folder)
     if (folder / "study.journal").exists():
@@ -66,20 +67,24 @@ def study_storage(folder: Path) -> str:
 
 
 def load_study(folder: str | Path, storage: str | None = None) -> StudyRecord:
-    """Read the study in `folder` (or in `storage`, for a shared database)."""
+    """Read the study in `folder` (or in `storage`, for a shared database: a URL, or a
+    `--storage` setting such as `journal`)."""
     folder = Path(folder)
-    url = storage or study_storage(folder)
+    url = storage_url(storage, folder) if storage else study_storage(folder)
     backend = open_storage(url)
     summaries = optuna.get_all_study_summaries(backend, include_best_trial=False)
     explore = [s for s in summaries if "sweep" in s.user_attrs
                and not s.study_name.endswith(".verify")]
     if not explore:
-        raise UserError(f"{url}: holds no dynamo-bench study")
+        raise UserError(f"{redact(url)}: holds no dynamo-bench study")
     wanted = {}
     if (folder / STUDY_FILE).exists():
         wanted = yaml.safe_load((folder / STUDY_FILE).read_text()) or {}
     if wanted.get("sweep"):
         explore = [s for s in explore if s.study_name.startswith(wanted["sweep"] + ".")]
+        if not explore:
+            raise UserError(f"{redact(url)}: holds no study of sweep {wanted['sweep']!r} "
+                            f"(named in {folder / STUDY_FILE})")
     sweep = SweepSpec.model_validate(explore[0].user_attrs["sweep"])
     slas = sweep.slas()
     trial_rows: list[dict[str, Any]] = []

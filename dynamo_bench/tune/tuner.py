@@ -12,6 +12,11 @@ Per SLA tier there are two Optuna studies in the one storage:
 
 Every trial's full record (deployment, probes, status, reason) is in its user attributes, so the
 storage alone regenerates every report. `tune()` resumes a study that already exists.
+
+A study folder belongs to one study: before anything runs or is written, `Tuner.run` refuses
+another sweep, or the same sweep with other settings, in a folder (or storage) that holds one.
+Ctrl-C, SIGTERM and SIGHUP unwind the running trial (its stack is torn down), fail it with
+reason `interrupted` and re-queue it, then raise `Interrupted`, whose message says how to resume.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -40,8 +47,14 @@ from dynamo_bench.tune.guess import start_points
 from dynamo_bench.tune.space import deployment_for, describe, knobs_from_params, suggest_params
 from dynamo_bench.tune.storage import (
     TUNER_ATTR,
+    interrupt_trials,
+    interrupted_reason,
     open_storage,
+    recorded_url,
     recover_interrupted,
+    redact,
+    resolve_recorded,
+    same_storage,
     storage_url,
     tuner_id,
 )
@@ -83,6 +96,24 @@ class _Tagging(optuna.samplers.BaseSampler):
 
 class TrialFailed(DynamoBenchError):
     """Raised inside the objective so Optuna records the trial as FAIL (reason in user attrs)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The tuner was stopped by Ctrl-C or a signal; the trial it was running is re-queued.
+    `str()` is the one line to show: how to resume and how many finished trials are kept."""
+
+    def __init__(self, why: str, kept: int) -> None:
+        self.why, self.kept = why, kept
+        super().__init__(f"interrupted; rerun the same command to resume ({kept} trials kept)")
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM/SIGHUP as an exception in the main thread, so that every `with` block (the stack
+    under evaluation) unwinds and tears down."""
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise _Stopped(f"received {signal.Signals(signum).name}")
 
 
 def study_name(sweep_name: str, tier: str, verify: bool = False) -> str:
@@ -163,7 +194,16 @@ class Tuner:
         self.sweep = sweep
         self.folder = Path(folder)
         self.options = options or TuneOptions()
-        self.url = storage_url(storage if storage is not None else sweep.storage, self.folder)
+        self.recorded = _read_study_file(self.folder)
+        setting = storage if storage is not None else sweep.storage
+        if setting is None and self.recorded.get("storage"):
+            # resuming: the storage the folder names (a moved folder's paths resolve here)
+            self.url = resolve_recorded(str(self.recorded["storage"]), self.folder)
+        else:
+            self.url = storage_url(setting, self.folder)
+        self._storage: optuna.storages.BaseStorage | None = None
+        self._current: optuna.Study | None = None
+        self._verified = self._to_verify = 0  # progress of the tier being verified
         self.slas = sweep.slas()
         o = self.options
         self.explorer = o.explore_evaluator or (
@@ -178,17 +218,58 @@ class Tuner:
 
     # -- setup ----------------------------------------------------------------------------
 
+    def _check_folder(self) -> None:
+        """Refuse, before anything runs or is written, a folder or storage that holds another
+        study: another sweep, or this sweep's name with other settings (every tier); then open
+        the storage (a storage that fails to open leaves nothing behind)."""
+        old = self.recorded
+        fix = f"give another --out (or delete {self.folder} to start over)"
+        if old.get("sweep") not in (None, self.sweep.name):
+            raise SpecError("", f"{self.folder} holds the study of sweep {old['sweep']!r}; a "
+                            f"study folder belongs to one study, so sweep {self.sweep.name!r} "
+                            f"cannot run there: {fix}")
+        if old.get("storage") and not same_storage(
+                resolve_recorded(str(old["storage"]), self.folder), self.url, self.folder):
+            raise SpecError("storage", f"{self.folder} holds a study stored at "
+                            f"{redact(str(old['storage']))}, not {redact(self.url)}: give that "
+                            f"storage (or no --storage), or {fix}")
+        made = not self.folder.exists()
+        if self.url.startswith("sqlite:") and _inside_folder(self.url, self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
+        try:
+            self._storage = open_storage(self.url)
+        except BaseException:
+            if made and self.folder.is_dir() and not any(self.folder.iterdir()):
+                self.folder.rmdir()
+            raise
+        local = _inside_folder(self.url, self.folder)
+        mine = self.sweep.model_dump(mode="json")
+        tier_names = {study_name(self.sweep.name, t, v) for t in self.slas for v in (False, True)}
+        for s in optuna.get_all_study_summaries(self._storage, include_best_trial=False):
+            stored = s.user_attrs.get("sweep")
+            if stored is None:
+                continue
+            if s.study_name in tier_names or s.study_name.startswith(self.sweep.name + "."):
+                if _comparable(stored) != _comparable(mine):
+                    where = self.folder if local else redact(self.url)
+                    raise SpecError("sweep", f"{where} holds sweep {self.sweep.name!r} run "
+                                    f"with different settings ({_differences(stored, mine)}"
+                                    f"); {fix}, or give the changed sweep another name")
+            elif local and not old.get("sweep"):
+                other = str(stored.get("name") or s.study_name.split(".")[0])
+                raise SpecError("", f"{self.folder} holds the study of sweep {other!r}; a "
+                                f"study folder belongs to one study, so sweep "
+                                f"{self.sweep.name!r} cannot run there: {fix}")
+
     def _write_study_file(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        doc = {"schema_version": SCHEMA_VERSION, "storage": self.url, "sweep": self.sweep.name,
+        doc = {"schema_version": SCHEMA_VERSION,
+               "storage": recorded_url(self.url, self.folder), "sweep": self.sweep.name,
                "tiers": list(self.slas)}
-        path = self.folder / STUDY_FILE
-        if path.exists():
-            old = yaml.safe_load(path.read_text()) or {}
-            if old.get("storage") not in (None, self.url):
-                raise SpecError("storage", f"{self.folder} already holds a study stored at "
-                                f"{old['storage']} (use that storage or another --out)")
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        (self.folder / STUDY_FILE).write_text(
+            "# storage: paths relative to this folder; no password is kept (give --storage\n"
+            "# again, or set DYNAMO_BENCH_STORAGE_PASSWORD)\n"
+            + yaml.safe_dump(doc, sort_keys=False))
 
     def _open(self, tier: str, verify: bool = False) -> tuple[optuna.Study, bool]:
         """The tier's study and whether this call created it.
@@ -198,7 +279,9 @@ class Tuner:
         seed; a tuner joining an existing study offsets the seed by its PID so that two
         tuners do not propose the same sequence.
         """
-        storage = open_storage(self.url)
+        if self._storage is None:
+            self._storage = open_storage(self.url)
+        storage = self._storage
         name = study_name(self.sweep.name, tier, verify)
         sweep_json = self.sweep.model_dump(mode="json")
         try:
@@ -221,7 +304,7 @@ class Tuner:
                                ("sla", str(self.slas[tier])), ("sweep", sweep_json)):
                 study.set_user_attr(key, value)
         elif _comparable(stored) != _comparable(sweep_json):
-            raise SpecError("sweep", f"study {name!r} in {self.url} was started from a "
+            raise SpecError("sweep", f"study {name!r} in {redact(self.url)} was started from a "
                             "different sweep (same name, other settings); use another --out "
                             "or name")
         return study, created
@@ -229,8 +312,47 @@ class Tuner:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Explore every tier, then verify; resumes whatever the storage already holds."""
+        """Explore every tier, then verify; resumes whatever the storage already holds.
+
+        Raises `Interrupted` on Ctrl-C, SIGTERM or SIGHUP, after re-queueing the running trial.
+        """
+        self._check_folder()
         self._write_study_file()
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                handlers[sig] = signal.signal(sig, _raise_stopped)
+        try:
+            self._run()
+        except KeyboardInterrupt as e:
+            self._interrupted(e)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _interrupted(self, e: KeyboardInterrupt) -> None:
+        """Fail and re-queue the trial that was running, then raise `Interrupted`."""
+        why = str(e).removeprefix("received ") or "Ctrl-C"
+        quiet: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second one waits
+                quiet[sig] = signal.signal(sig, signal.SIG_IGN)
+        try:
+            if self._current is not None:
+                interrupt_trials(self._current, self.tuner, interrupted_reason(e))
+            kept = 0
+            names = {s.study_name for s in optuna.get_all_study_summaries(
+                self._storage, include_best_trial=False)} if self._storage else set()
+            for tier in self.slas:
+                if study_name(self.sweep.name, tier) in names:
+                    kept += _explored(optuna.load_study(
+                        study_name=study_name(self.sweep.name, tier), storage=self._storage))
+        finally:
+            for sig, handler in quiet.items():
+                signal.signal(sig, handler)
+        raise Interrupted(why, kept) from None
+
+    def _run(self) -> None:
         deadline = time.monotonic() + self.wall_s if self.wall_s else None
         tiers = list(self.slas)
         for i, tier in enumerate(tiers):
@@ -251,6 +373,7 @@ class Tuner:
 
     def explore(self, tier: str, timeout: float | None = None) -> optuna.Study:
         study, created = self._open(tier)
+        self._current = study
         recover_interrupted(study)
         sla = self.slas[tier]
         if created:
@@ -262,9 +385,18 @@ class Tuner:
         if remaining <= 0:
             return study
         state = _Budget(self, tier)
-        study.optimize(lambda t: self._objective(t, tier, sla), n_trials=remaining,
+        study.optimize(lambda t: self._guarded(t, tier, sla), n_trials=remaining,
                        timeout=timeout, catch=(TrialFailed,), callbacks=[state])
         return study
+
+    def _guarded(self, trial: optuna.Trial, tier: str, sla: SLA) -> list[float] | float:
+        """The objective; a trial stopped by Ctrl-C or a signal is marked interrupted before
+        Optuna fails it (a finished trial takes no attributes), and re-queued by `run`."""
+        try:
+            return self._objective(trial, tier, sla)
+        except KeyboardInterrupt as e:
+            _mark_interrupted(trial, e)
+            raise
 
     def _objective(self, trial: optuna.Trial, tier: str, sla: SLA) -> list[float] | float:
         knobs = suggest_params(trial, self.sweep)
@@ -325,15 +457,20 @@ class Tuner:
         """Re-measure the best distinct feasible candidates live at their predicted load."""
         explored, _ = self._open(tier)
         study, _ = self._open(tier, verify=True)
+        self._current = study
         recover_interrupted(study)
         sla = self.slas[tier]
         done = {t.user_attrs.get("verifies") for t in study.trials
-                if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)}
+                if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)
+                and not _was_interrupted(t)}  # an interrupted verification is measured again
+        waiting = {t.user_attrs.get("verifies") for t in study.trials
+                   if t.state == TrialState.WAITING}
         for cand in candidates(explored, self.sweep.fidelity.verify_top):
             if cand.number in done:
                 continue
-            study.enqueue_trial(cand.params, user_attrs={"verifies": cand.number},
-                                skip_if_exists=False)
+            if cand.number not in waiting:  # queued by a run stopped before it asked
+                study.enqueue_trial(cand.params, user_attrs={"verifies": cand.number},
+                                    skip_if_exists=False)
             with warnings.catch_warnings():  # no heartbeat outside optimize(): the tuner id
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")  # recovers it
                 trial = study.ask()
@@ -342,8 +479,10 @@ class Tuner:
                 continue
             try:
                 self._verify_one(study, trial, cand, tier, sla)
-            except BaseException:
+            except BaseException as e:
                 if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                    if isinstance(e, KeyboardInterrupt):
+                        _mark_interrupted(trial, e)
                     study.tell(trial, state=TrialState.FAIL)
                 raise
 
@@ -410,9 +549,58 @@ def _comparable(sweep_json: dict[str, Any]) -> str:
 
 
 def _explored(study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None = None) -> int:
+    """Finished trials that count against the budget: an interrupted attempt does not (its
+    re-queued copy does, once it finishes)."""
     trials = trials if trials is not None else study.get_trials(deepcopy=False)
     return sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)
-               and not str(t.user_attrs.get("reason", "")).startswith("interrupted"))
+               and not _was_interrupted(t))
+
+
+def _mark_interrupted(trial: optuna.Trial, e: BaseException) -> None:
+    storage = trial.study._storage
+    storage.set_trial_user_attr(trial._trial_id, "reason", interrupted_reason(e))
+    storage.set_trial_user_attr(trial._trial_id, "status", "failed")
+
+
+def _was_interrupted(t: optuna.trial.FrozenTrial) -> bool:
+    return str(t.user_attrs.get("reason", "")).startswith("interrupted")
+
+
+def _read_study_file(folder: Path) -> dict[str, Any]:
+    path = folder / STUDY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise SpecError("", f"{path} is not a study file; give another --out (or delete "
+                        f"{folder} to start over)")
+    return doc
+
+
+def _inside_folder(url: str, folder: Path) -> bool:
+    """Whether `url` is a SQLite or journal file inside `folder`."""
+    rec = recorded_url(url, folder)
+    return rec.startswith(("journal:", "sqlite:")) and rec != url
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The settings (dotted paths) in which two comparable sweeps differ, a few at most."""
+    left, right = json.loads(_comparable(a)), json.loads(_comparable(b))
+    out: list[str] = []
+
+    def walk(x: Any, y: Any, path: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k), y.get(k), f"{path}.{k}" if path else k)
+        elif x != y:
+            out.append(path or "sweep")
+
+    walk(left, right, "")
+    return ", ".join(out[:4]) + (f" and {len(out) - 4} more" if len(out) > 4 else "") + \
+        " differ" if len(out) != 1 else f"{out[0]} differs"
 
 
 def is_feasible(t: optuna.trial.FrozenTrial) -> bool:
@@ -427,8 +615,8 @@ def best_value(trials: list[optuna.trial.FrozenTrial]) -> float | None:
 
 def since_improvement(trials: list[optuna.trial.FrozenTrial]) -> int:
     """Finished trials since the one that set the best feasible value (all, if none did)."""
-    finished = sorted((t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)),
-                      key=lambda t: t.number)
+    finished = sorted((t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)
+                       and not _was_interrupted(t)), key=lambda t: t.number)
     best, best_i = None, -1
     for i, t in enumerate(finished):
         if is_feasible(t) and t.values and (best is None or t.values[0] > best):
@@ -476,4 +664,4 @@ def tune(sweep: SweepSpec, folder: str | Path, storage: str | None = None,
     return Path(folder)
 
 
-__all__ = ["Tuner", "TuneOptions", "tune", "study_name", "knobs_from_params"]
+__all__ = ["Tuner", "TuneOptions", "Interrupted", "tune", "study_name", "knobs_from_params"]

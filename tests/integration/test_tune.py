@@ -1,5 +1,6 @@
 """Tuning with real processes: the quickstart end to end, a worker crash in a live trial,
-resume after SIGKILL of the tuner, and two tuners sharing one study on PostgreSQL."""
+resume after SIGKILL, SIGINT or SIGTERM of the tuner, and two tuners sharing one study on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -208,6 +209,91 @@ def test_a_killed_tuner_resumes_without_losing_a_trial(tmp_path: Path) -> None:
     assert len({t.user_attrs["tuner"] for t in trials}) == 2  # first run, then the resume
 
 
+LIVE_SWEEP: dict[str, Any] = {
+    "name": "stopped", "deployment": {"model": "Qwen3-0.6B", "gpu": "h100_sxm"},
+    "budget": {"gpus": 1, "trials": 2},
+    "space": {"mode": ["agg"], "max_num_seqs": [8, 16]},
+    "workload": {"isl": {"mean": 128}, "osl": {"mean": 32}, "concurrency": 1,
+                 "request_count": 16},
+    "sla": {"loose": "ttft_ms.p90<=5000,itl_ms.p90<=200"},
+    "load": {"limit": 2, "requests_per_slot": 8},
+    "fidelity": {"explore": "live", "verify": "none"}, "search": {"start_points": 0},
+    "peer": "none",
+}
+
+
+def _stack_children(pid: int) -> list[psutil.Process]:
+    """The tuner's descendants that belong to a stack under evaluation (frontend, workers)."""
+    out = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if "dynamo." in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_an_interrupted_tuner_tears_down_re_queues_and_resumes(tmp_path: Path,
+                                                               sig: signal.Signals) -> None:
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump(LIVE_SWEEP))
+    out = tmp_path / "stopped"
+    db = out / "study.db"
+    cmd = [*CLI, "tune", str(sweep), "--out", str(out)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # wait for the first trial's stack: the trial is being evaluated, its processes up
+        deadline = time.monotonic() + 300
+        children: list[psutil.Process] = []
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            _, running = _finished(db)
+            children = _stack_children(proc.pid)
+            if running and any("dynamo.mocker" in " ".join(c.cmdline()) for c in children):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"waited 300 s for a running trial with its stack up: "
+                        f"{_finished(db)[1]} running, {len(children)} stack processes")
+        pids = [proc.pid, *(p.pid for p in psutil.Process(proc.pid).children(recursive=True))]
+        time.sleep(2.0)  # inside the evaluation, not at its first step
+        os.kill(proc.pid, sig)  # the tuner only, as a terminal's Ctrl-C or `kill` would
+        try:
+            _, err = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"waited 180 s for the tuner to exit after {sig.name}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted; rerun the same command to resume (0 trials kept)" in err, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    left = wait_gone(pids, timeout_s=60)
+    assert not left, f"processes left after {sig.name}: " + ", ".join(
+        f"{p} {' '.join(psutil.Process(p).cmdline())}" for p in left)
+    storage = f"sqlite:///{db}"
+    trials = optuna.load_study(study_name="stopped.loose", storage=storage).trials
+    (stopped,) = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    why = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert stopped.user_attrs["reason"] == f"interrupted: {why} (re-queued)"
+    (queued,) = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+    assert queued.user_attrs["retry_of"] == stopped.number
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = optuna.load_study(study_name="stopped.loose", storage=storage).trials
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2, [(t.number, t.state.name, t.user_attrs.get("reason"))
+                            for t in trials]
+    assert len(trials) == 3  # the interrupted attempt, its retry, the second trial
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == stopped.number]
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == stopped.params
+
+
 def test_two_tuners_share_one_study_on_postgresql(tmp_path: Path) -> None:
     # enough trials that both tuners are still running when the second one has started
     sweep = write_sweep(tmp_path / "s.yaml", budget={"gpus": 4, "trials": 40})
@@ -244,3 +330,29 @@ def test_two_tuners_share_one_study_on_postgresql(tmp_path: Path) -> None:
         if earlier and "duplicate_of" not in later.user_attrs:
             pytest.fail(f"trial {later.number} re-evaluated trial {earlier[0].number}")
     assert (tmp_path / "a" / "best" / "batch" / "deployment.yaml").is_file()
+
+
+def test_a_database_password_stays_out_of_the_study_folder(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "s.yaml", name="secret", budget={"gpus": 4, "trials": 4})
+    out = tmp_path / "secret"
+    with postgres_server() as url:
+        with_password = url.replace("tester@", "tester:s3cret@")  # trust auth ignores it
+        first = subprocess.run([*CLI, "tune", str(sweep), "--out", str(out), "--storage",
+                                with_password], capture_output=True, text=True, timeout=600)
+        assert first.returncode == 0, first.stderr[-3000:]
+        doc = yaml.safe_load((out / "study.yaml").read_text())
+        assert doc["storage"] == url
+        # resume and report from the folder alone: the password comes from the environment
+        env = {**os.environ, "DYNAMO_BENCH_STORAGE_PASSWORD": "s3cret"}
+        resumed = subprocess.run([*CLI, "tune", str(sweep), "--out", str(out), "--trials", "5"],
+                                 capture_output=True, text=True, timeout=600, env=env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        report = subprocess.run([*CLI, "report", str(out)], capture_output=True, text=True,
+                                timeout=300)
+        assert report.returncode == 0, report.stderr[-3000:]
+        assert len(api.load_study(out).trials()) == 5
+    for p in out.rglob("*"):
+        if p.is_file() and p.suffix in (".yaml", ".json", ".csv", ".md", ".html", ".sh"):
+            assert "s3cret" not in p.read_text(errors="replace"), p
+    for proc in (first, resumed, report):
+        assert "s3cret" not in proc.stdout + proc.stderr

@@ -167,7 +167,7 @@ def test_a_second_run_resumes_the_study(tmp_path: Path) -> None:
                        space__tp=[1])
     with pytest.raises(SpecError) as err:
         api.tune(other, tmp_path / "s")
-    assert "different sweep" in str(err.value)
+    assert "different settings (space.tp differs)" in str(err.value)
 
 
 def test_patience_stops_a_tier_early(tmp_path: Path) -> None:
@@ -247,3 +247,185 @@ def test_a_repeated_configuration_is_reused_not_re_evaluated(tmp_path: Path) -> 
     for _, r in repeats.iterrows():
         twin = t[t["trial"] == r["duplicate_of"]].iloc[0]
         assert twin["deployment"] == r["deployment"] and twin["value"] == r["value"]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class _Counting:
+    """An explore evaluator that counts its calls and delegates to replay."""
+
+    def __init__(self, sweep, interrupt_at: int | None = None, signal_at: int | None = None):
+        from dynamo_bench.tune.evaluate import ReplayEvaluator
+
+        self.inner = ReplayEvaluator(sweep.workload, sweep.load)
+        self.fidelity = self.inner.fidelity
+        self.calls, self.interrupt_at, self.signal_at = 0, interrupt_at, signal_at
+
+    def evaluate(self, spec, sla, out_dir):  # type: ignore[no-untyped-def]
+        import os
+        import signal
+
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        if self.calls == self.signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+            import time
+            time.sleep(5)  # the handler raises here
+            raise AssertionError("SIGTERM was not turned into an exception")
+        return self.inner.evaluate(spec, sla, out_dir)
+
+
+ONE_TIER = {"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"}
+
+
+def test_another_sweep_is_refused_before_anything_runs_or_changes(tmp_path: Path,
+                                                                 capsys) -> None:
+    folder = tmp_path / "s"
+    api.tune(sweep_with(budget__trials=3, sla=ONE_TIER), folder)
+    before = _snapshot(folder)
+    other = sweep_with(name="other", budget__trials=3)
+    ev = _Counting(other)
+    with pytest.raises(SpecError) as err:
+        Tuner(other, folder, options=TuneOptions(explore_evaluator=ev)).run()
+    msg = str(err.value)
+    assert "holds the study of sweep 'unit'" in msg and "another --out" in msg, msg
+    assert "\n" not in msg and ev.calls == 0
+    assert _snapshot(folder) == before
+    # the CLI: one line, exit 2
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump({**copy.deepcopy(SWEEP), "name": "other"}))
+    with pytest.raises(SystemExit) as code:
+        main(["tune", str(path), "--out", str(folder)])
+    assert code.value.code == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(err_lines) == 1 and err_lines[0].startswith("dynamo-bench: error: "), err_lines
+    assert _snapshot(folder) == before
+    # a folder whose study.yaml is gone still belongs to its study (its database says whose)
+    (folder / "study.yaml").unlink()
+    before = _snapshot(folder)
+    with pytest.raises(SpecError, match="holds the study of sweep 'unit'"):
+        Tuner(other, folder, options=TuneOptions(explore_evaluator=ev)).run()
+    assert ev.calls == 0 and _snapshot(folder) == before
+
+
+def test_a_changed_sweep_is_refused_before_any_trial_of_any_tier(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    api.tune(sweep_with(budget__trials=3, sla=ONE_TIER), folder, report=False)
+    before = _snapshot(folder)
+    # a tier added in front: the new tier would be created and explored before the old one
+    changed = sweep_with(budget__trials=3, sla={"interactive": "ttft_ms.p90<=200",
+                                                **ONE_TIER})
+    ev = _Counting(changed)
+    with pytest.raises(SpecError) as err:
+        Tuner(changed, folder, options=TuneOptions(explore_evaluator=ev)).run()
+    assert "different settings (sla.interactive differs)" in str(err.value), str(err.value)
+    assert "another --out" in str(err.value)
+    assert ev.calls == 0 and _snapshot(folder) == before
+    names = {s.study_name for s in optuna.get_all_study_summaries(
+        f"sqlite:///{folder / 'study.db'}", include_best_trial=False)}
+    assert names == {"unit.batch"}
+
+
+def test_a_password_never_reaches_study_yaml_or_a_message(tmp_path: Path, capsys) -> None:
+    from dynamo_bench.tune.storage import recorded_url, redact
+
+    url = "postgresql://bench:s3cret@127.0.0.1:1/tune?sslmode=disable&password=s3cret"
+    assert recorded_url(url, tmp_path) == "postgresql://bench@127.0.0.1:1/tune?sslmode=disable"
+    assert "s3cret" not in redact(url)
+    folder = tmp_path / "pg"
+    with pytest.raises(SpecError) as err:
+        api.tune(sweep_with(budget__trials=3, sla=ONE_TIER), folder, storage=url)
+    assert "s3cret" not in str(err.value) and "cannot open postgresql://bench:***@" in \
+        str(err.value), str(err.value)
+    # nothing is left that blocks the folder: the next run with the default storage works
+    assert not (folder / "study.yaml").exists()
+    study = api.tune(sweep_with(budget__trials=3, sla=ONE_TIER), folder, report=False)
+    assert len(study.trials()) == 3
+    # asking for the database now is refused (the folder's study is in SQLite), redacted
+    with pytest.raises(SystemExit) as code:
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump({**copy.deepcopy(SWEEP), "sla": ONE_TIER}))
+        main(["tune", str(path), "--out", str(folder), "--storage", url])
+    assert code.value.code == 2
+    assert "s3cret" not in capsys.readouterr().err
+    assert "s3cret" not in (folder / "study.yaml").read_text()
+
+
+def test_a_moved_study_folder_reports_and_resumes(tmp_path: Path) -> None:
+    import shutil
+
+    sweep = sweep_with(budget__trials=3, sla=ONE_TIER)
+    api.tune(sweep, tmp_path / "a", report=False)
+    doc = yaml.safe_load((tmp_path / "a" / "study.yaml").read_text())
+    assert doc["storage"] == "sqlite:///study.db"
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(SystemExit) as code:
+        main(["report", str(tmp_path / "b")])
+    assert code.value.code == 0
+    assert (tmp_path / "b" / "best" / "batch" / "summary.md").is_file()
+    assert len(api.load_study(tmp_path / "b").trials()) == 3
+    study = api.tune(sweep, tmp_path / "b", trials=5, report=False)  # resumes where it is
+    assert sorted(study.trials()["trial"]) == list(range(5))
+    assert not (tmp_path / "a").exists()
+
+
+def test_journal_storage_end_to_end(tmp_path: Path) -> None:
+    import shutil
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**copy.deepcopy(SWEEP), "sla": ONE_TIER,
+                                    "budget": {"gpus": 2, "trials": 3}}))
+    folder = tmp_path / "j"
+    with pytest.raises(SystemExit) as code:
+        main(["tune", str(path), "--out", str(folder), "--storage", "journal"])
+    assert code.value.code == 0
+    assert (folder / "study.journal").is_file() and not (folder / "study.db").exists()
+    assert yaml.safe_load((folder / "study.yaml").read_text())["storage"] == \
+        "journal:study.journal"
+    shutil.move(folder, tmp_path / "moved")
+    with pytest.raises(SystemExit) as code:
+        main(["report", str(tmp_path / "moved")])
+    assert code.value.code == 0
+    assert len(api.load_study(tmp_path / "moved").trials()) == 3
+    assert len(api.load_study(tmp_path / "moved", storage="journal").trials()) == 3
+    study = api.tune(sweep_with(budget__trials=4, sla=ONE_TIER), tmp_path / "moved",
+                     storage="journal")
+    assert len(study.trials()) == 4
+
+
+def test_an_unwritable_journal_path_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SpecError) as err:
+        api.tune(sweep_with(budget__trials=2, sla=ONE_TIER), tmp_path / "j",
+                 storage=f"journal:{tmp_path / 'file' / 'x.journal'}")
+    assert str(err.value).startswith("storage: cannot open the journal") and \
+        "\n" not in str(err.value)
+    assert not (tmp_path / "j" / "study.yaml").exists()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_trial_is_re_queued_and_not_counted(tmp_path: Path, how: str) -> None:
+    from dynamo_bench.tune.tuner import Interrupted
+
+    sweep = sweep_with(budget__trials=5, sla=ONE_TIER)
+    ev = _Counting(sweep, **({"interrupt_at": 3} if how == "ctrl-c" else {"signal_at": 3}))
+    with pytest.raises(Interrupted) as err:
+        Tuner(sweep, tmp_path / "i", options=TuneOptions(explore_evaluator=ev)).run()
+    assert str(err.value) == "interrupted; rerun the same command to resume (2 trials kept)"
+    s = optuna.load_study(study_name="unit.batch", storage=f"sqlite:///{tmp_path / 'i/study.db'}")
+    (stopped,) = [t for t in s.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert stopped.user_attrs["reason"] == \
+        f"interrupted: {'Ctrl-C' if how == 'ctrl-c' else 'SIGTERM'} (re-queued)"
+    (copy_,) = [t for t in s.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert copy_.user_attrs["retry_of"] == stopped.number
+    import signal
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    Tuner(sweep, tmp_path / "i", options=TuneOptions(explore_evaluator=_Counting(sweep))).run()
+    s = optuna.load_study(study_name="unit.batch", storage=f"sqlite:///{tmp_path / 'i/study.db'}")
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in s.trials) == 5
+    retry = [t for t in s.trials if t.user_attrs.get("retry_of") == stopped.number]
+    assert len(retry) == 1 and retry[0].params == stopped.params
