@@ -146,7 +146,10 @@ def make_model_dir(name: str, dest: str | Path) -> Path:
     if entry is None:
         raise SpecError("NAME", f"{name!r} is not in the catalogue "
                         f"(choose from: {', '.join(CATALOGUE)})")
-    return write_model_dir(entry, Path(dest))
+    target = Path(dest)
+    if target.exists() and not target.is_dir():
+        raise SpecError("DEST", f"{target} is a file: give a new or empty directory")
+    return write_model_dir(entry, target)
 
 
 def external_target(url: str, model: str, tokenizer: str | Path | None = None,
@@ -293,7 +296,9 @@ def predict(model: str, gpu: str, *, tp: int = 1, pp: int = 1, backend: str = "v
     if precision not in PRECISION_BYTES:
         raise SpecError("--precision", f"{precision!r} is invalid (bf16 or fp8)")
     if tp < 1 or pp < 1:
-        raise SpecError("--tp", "tp and pp must be >= 1")
+        raise SpecError("--tp" if tp < 1 else "--pp", "tp and pp must be >= 1")
+    if block_size < 1:
+        raise SpecError("--block-size", f"{block_size} is invalid: must be >= 1")
     if timing not in ("auto", "roofline", "aiconfigurator") and not timing.endswith(".npz"):
         raise SpecError("--timing", f"{timing!r} is invalid: use auto, roofline, "
                         "aiconfigurator or a path to an .npz file")
@@ -301,6 +306,9 @@ def predict(model: str, gpu: str, *, tp: int = 1, pp: int = 1, backend: str = "v
         arch = ModelArch.of(model)  # only the config is needed
     except SpecError as e:
         raise SpecError("--model", e.message) from None
+    problem = arch.parallel_problem(tp, pp)
+    if problem:
+        raise SpecError("--pp" if problem.startswith("pp") else "--tp", problem)
     hw = Hardware(GPUS[gpu], tp=tp, pp=pp, precision=precision, backend=backend)  # type: ignore[arg-type]
     fit = memory_fit(arch, hw, block_size=block_size)
     if not fit.fits:

@@ -248,21 +248,27 @@ def bench(
 
 
 class _progress:
-    """A rich progress line while AIPerf runs: load point, elapsed time, requests done."""
+    """Progress while AIPerf runs: on a terminal a rich line per load point (elapsed time,
+    requests done); elsewhere one plain line when a load point starts."""
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        self.live = err_console.is_terminal
         self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
                             TimeElapsedColumn(), TextColumn("{task.fields[done]} requests"),
-                            console=err_console, transient=True)
+                            console=err_console, transient=True, disable=not self.live)
         self.bar.__enter__()
         self.tasks: dict[str, int] = {}
+        self.start = time.monotonic()
         return self
 
     def __call__(self, label: str, elapsed: float, done: int) -> None:
         if label not in self.tasks:
             self.tasks[label] = self.bar.add_task(f"aiperf {label}", done=0)
+            if not self.live:
+                err_console.print(f"[{time.monotonic() - self.start:6.0f} s] aiperf {label}",
+                                  markup=False, highlight=False)
         self.bar.update(self.tasks[label], done=done)
 
     def __exit__(self, *exc):  # type: ignore[no-untyped-def]
@@ -356,13 +362,15 @@ def tune(
     try:
         with _TuneProgress() as progress:
             study = api.tune(sweep, folder, storage=storage, trials=trials, wall_s=wall,
-                             verify=verify, peer=peer, on_trial=progress)
+                             verify=verify, peer=peer, on_trial=progress, report=False)
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the running trial was re-queued
         print(str(e) or "interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
     rep = study.report()
+    record = study.record()
     _print_report(rep)
-    _print_peers(study.record())
+    _print_peers(record)
+    _print_next(rep, record)
 
 
 @app.command("peer", epilog=_examples('dynamo-bench peer sweeps/peer-llama70b-h100.yaml --tier interactive'))
@@ -401,28 +409,50 @@ def _print_peers(record) -> None:  # type: ignore[no-untyped-def]
 
 
 class _TuneProgress:
-    """One rich progress bar per SLA tier: trials done, best feasible value, current config."""
+    """Tuning progress: on a terminal one rich bar per tier and stage (done/total, the best
+    feasible value with the configuration that set it, what runs now, why a stage stopped);
+    elsewhere (CI, a log file, nohup) one plain line per finished trial and stage."""
+
+    def __init__(self) -> None:
+        self.live = err_console.is_terminal
 
     def __enter__(self):  # type: ignore[no-untyped-def]
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(),
-                            MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
-                            TextColumn("[dim]{task.fields[config]}"), console=err_console)
-        self.bar.__enter__()
-        self.tasks: dict[str, int] = {}
+            self.bar = Progress(TextColumn("{task.description:<24}"), BarColumn(bar_width=24),
+                                MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+                                TextColumn("[dim]{task.fields[now]}"), console=err_console)
+            self.bar.__enter__()
+        self.tasks: dict[tuple[str, str], int] = {}
+        self.start = time.monotonic()
         return self
 
-    def __call__(self, tier: str, done: int, total: int, best: float | None,
-                 config: str) -> None:
-        if tier not in self.tasks:
-            self.tasks[tier] = self.bar.add_task(tier, total=total, best="-", config="")
-        shown = f"{best:,.0f} tok/s/GPU" if best is not None else "-"
-        self.bar.update(self.tasks[tier], completed=done, total=total, config=config[:60],
-                        **({"best": shown} if best is not None or done else {}))
+    def __call__(self, e) -> None:  # type: ignore[no-untyped-def]
+        best = "" if e.best is None else f"best {e.best:,.1f} tok/s/GPU ({e.best_config})"
+        if e.stage == "compare":
+            best = "AIConfigurator's picks, scored here"
+        if not self.live:
+            if e.current and e.stage == "explore":
+                return  # one line per finished trial, not per start
+            state = f"stopped: {e.finished}" if e.finished else (e.current or "")
+            err_console.print(f"[{time.monotonic() - self.start:6.0f} s] {e.tier} {e.stage} "
+                              f"{e.done}/{e.total} {best} {state}".rstrip(), markup=False,
+                              highlight=False, soft_wrap=True)
+            return
+        key = (e.tier, e.stage)
+        if key not in self.tasks:
+            self.tasks[key] = self.bar.add_task(f"{e.tier} {e.stage}", total=e.total, best="",
+                                                now="")
+        now = f"stopped: {e.finished}" if e.finished else (f"now: {e.current}" if e.current
+                                                             else "")
+        self.bar.update(self.tasks[key], completed=e.done, total=e.total, best=best,
+                        now=now[:70])
 
     def __exit__(self, *exc):  # type: ignore[no-untyped-def]
-        return self.bar.__exit__(*exc)
+        if self.live:
+            return self.bar.__exit__(*exc)
+        return None
 
 
 @app.command(epilog=_examples('dynamo-bench report results/quickstart --html'))
@@ -440,6 +470,22 @@ def report(
     _print_report(rep)
     if html:
         console.print(f"wrote {folder / 'report.html'}")
+
+
+def _print_next(rep, record) -> None:  # type: ignore[no-untyped-def]
+    """The end of a run: what to be careful about, where the report is, what to run next."""
+    from dynamo_bench.report.best import caveats
+
+    for tier, choice in rep.choices.items():
+        for note in caveats(choice, record.sweep.load.limit):
+            console.print(f"[yellow]{tier}: {note}[/yellow]")
+    html = rep.folder / "report.html"
+    if html.exists():
+        console.print(f"report: {html}")
+    served = [t for t, c in rep.choices.items() if c.best is not None]
+    if served:
+        console.print(f"next: dynamo-bench serve {rep.folder / 'best' / served[0]}"
+                      "/deployment.yaml --check   (or launch.sh / k8s.yaml beside it)")
 
 
 def _print_report(rep) -> None:  # type: ignore[no-untyped-def]

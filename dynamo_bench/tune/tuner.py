@@ -32,13 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import yaml
 from optuna.trial import TrialState
 
 from dynamo_bench.errors import DynamoBenchError, SpecError
+from dynamo_bench.loadgen.preflight import check_trace
 from dynamo_bench.perf.arch import ModelArch
 from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.sla import SLA
@@ -64,7 +65,28 @@ STUDY_FILE = "study.yaml"
 SCHEMA_VERSION = 1
 
 #: Called after every trial: (tier, trials done, trials planned, best value or None, label).
-OnTrial = Callable[[str, int, int, float | None, str], None]
+@dataclass(frozen=True)
+class TuneEvent:
+    """What the tuner is doing, for a progress display (`TuneOptions.on_trial`).
+
+    One stage of one tier: `explore` (trials), `compare` (the side by side with
+    AIConfigurator) or `verify` (live measurements of the best candidates). `best` and
+    `best_config` are the best feasible value (output tok/s/GPU) and the configuration that
+    set it, `current` the configuration being evaluated now ("" between evaluations), and
+    `finished` says why the stage ended, once it has.
+    """
+
+    tier: str
+    stage: Literal["explore", "compare", "verify"]
+    done: int
+    total: int
+    best: float | None = None
+    best_config: str = ""
+    current: str = ""
+    finished: str | None = None
+
+
+OnTrial = Callable[[TuneEvent], None]
 
 
 class _Tagging(optuna.samplers.BaseSampler):
@@ -215,6 +237,7 @@ class Tuner:
         self.tuner = tuner_id()
         optuna.logging.set_verbosity(logging.ERROR)  # progress is reported via on_trial
         make_sampler(sweep)  # fail now on a sampler that cannot run here, before any file
+        check_trace(sweep.workload)  # a missing or malformed trace, before any trial
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -387,6 +410,13 @@ class Tuner:
         state = _Budget(self, tier)
         study.optimize(lambda t: self._guarded(t, tier, sla), n_trials=remaining,
                        timeout=timeout, catch=(TrialFailed,), callbacks=[state])
+        if state.stopped is None and self.options.on_trial:  # Optuna's timeout ended it
+            trials = study.get_trials(deepcopy=False)
+            done = _explored(study, trials)
+            if done < self.trials:
+                best, best_config = _best(trials)
+                self.options.on_trial(TuneEvent(tier, "explore", done, self.trials, best,
+                                                best_config, finished="wall time"))
         return study
 
     def _guarded(self, trial: optuna.Trial, tier: str, sla: SLA) -> list[float] | float:
@@ -404,8 +434,9 @@ class Tuner:
         trial.set_user_attr("config", describe(knobs))
         if self.options.on_trial:  # show what is being evaluated now
             trials = trial.study.get_trials(deepcopy=False)
-            self.options.on_trial(tier, _explored(trial.study, trials), self.trials,
-                                  best_value(trials), describe(knobs))
+            best, best_config = _best(trials)
+            self.options.on_trial(TuneEvent(tier, "explore", _explored(trial.study, trials),
+                                            self.trials, best, best_config, describe(knobs)))
         spec = deployment_for(self.sweep, knobs)
         trial.set_user_attr("deployment", spec.model_dump(mode="json", exclude_none=True))
         twin = _twin(trial, self.explorer.fidelity)
@@ -444,12 +475,14 @@ class Tuner:
             label = best[0].user_attrs.get("config")
         evaluator = self.explorer if isinstance(self.explorer, ReplayEvaluator) else None
         if self.options.on_trial:
-            self.options.on_trial(f"{tier} (AIConfigurator)", 0, 1, None, "side by side")
+            self.options.on_trial(TuneEvent(tier, "compare", 0, 1, current="AIConfigurator"))
         result = compare(self.sweep, tier, ours, label, self.folder / "peer" / tier, evaluator)
         doc = result.to_json()
         if best:
             doc["trial"] = best[0].number
         study.set_user_attr("peer", doc)
+        if self.options.on_trial:
+            self.options.on_trial(TuneEvent(tier, "compare", 1, 1, finished="compared"))
 
     # -- verification -------------------------------------------------------------------------
 
@@ -465,7 +498,10 @@ class Tuner:
                 and not _was_interrupted(t)}  # an interrupted verification is measured again
         waiting = {t.user_attrs.get("verifies") for t in study.trials
                    if t.state == TrialState.WAITING}
-        for cand in candidates(explored, self.sweep.fidelity.verify_top):
+        cands = candidates(explored, self.sweep.fidelity.verify_top)
+        self._to_verify = len(cands)
+        self._verified = sum(1 for c in cands if c.number in done)
+        for cand in cands:
             if cand.number in done:
                 continue
             if cand.number not in waiting:  # queued by a run stopped before it asked
@@ -485,6 +521,10 @@ class Tuner:
                         _mark_interrupted(trial, e)
                     study.tell(trial, state=TrialState.FAIL)
                 raise
+            self._verified += 1
+        if self.options.on_trial:
+            self.options.on_trial(TuneEvent(tier, "verify", self._verified, self._to_verify,
+                                            finished="verified"))
 
     def _verify_one(self, study: optuna.Study, trial: optuna.Trial,
                     cand: optuna.trial.FrozenTrial, tier: str, sla: SLA) -> None:
@@ -498,7 +538,8 @@ class Tuner:
                      ("deployment", spec.model_dump(mode="json", exclude_none=True))):
             trial.set_user_attr(k, v)
         if self.options.on_trial:
-            self.options.on_trial(f"{tier} (verify)", 0, 1, None, describe(knobs))
+            self.options.on_trial(TuneEvent(tier, "verify", self._verified, self._to_verify,
+                                            current=describe(knobs)))
         ev = self.verifier.verify(spec, sla, load, self.folder / "verify" / tier /
                                   f"trial-{cand.number:04d}")
         try:
@@ -515,23 +556,28 @@ class _Budget:
 
     def __init__(self, tuner: Tuner, tier: str) -> None:
         self.tuner, self.tier = tuner, tier
+        self.stopped: str | None = None  # why the budget stopped the study, once it has
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         sweep = self.tuner.sweep
         recover_interrupted(study)  # a tuner sharing the study may have died meanwhile
         trials = study.get_trials(deepcopy=False)
         done = _explored(study, trials)
-        best = best_value(trials)
-        if self.tuner.options.on_trial:
-            self.tuner.options.on_trial(self.tier, done, self.tuner.trials, best,
-                                        trial.user_attrs.get("config", ""))
         gpu_h = sum((t.user_attrs.get("evaluation") or {}).get("gpu_hours", 0.0)
                     for t in trials)
+        stop = None
         if done >= self.tuner.trials:
-            study.stop()
+            stop = f"trial budget ({self.tuner.trials})"
         elif sweep.budget.patience and since_improvement(trials) >= sweep.budget.patience:
-            study.stop()
+            stop = f"patience: {sweep.budget.patience} trials without a better feasible value"
         elif sweep.budget.gpu_hours and gpu_h >= sweep.budget.gpu_hours:
+            stop = f"GPU-hour budget ({sweep.budget.gpu_hours:g})"
+        self.stopped = stop
+        if self.tuner.options.on_trial:
+            best, best_config = _best(trials)
+            self.tuner.options.on_trial(TuneEvent(self.tier, "explore", done, self.tuner.trials,
+                                                  best, best_config, finished=stop))
+        if stop:
             study.stop()
 
 
@@ -611,6 +657,15 @@ def is_feasible(t: optuna.trial.FrozenTrial) -> bool:
 def best_value(trials: list[optuna.trial.FrozenTrial]) -> float | None:
     vals = [t.values[0] for t in trials if is_feasible(t) and t.values]
     return max(vals) if vals else None
+
+
+def _best(trials: list[optuna.trial.FrozenTrial]) -> tuple[float | None, str]:
+    """The best feasible value and the configuration of the trial that set it."""
+    best = [t for t in trials if is_feasible(t) and t.values]
+    if not best:
+        return None, ""
+    top = max(best, key=lambda t: (t.values[0], -t.number))
+    return top.values[0], str(top.user_attrs.get("config", ""))
 
 
 def since_improvement(trials: list[optuna.trial.FrozenTrial]) -> int:
