@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamo_bench.errors import DynamoBenchError, SpecError
-from dynamo_bench.perf.models import CATALOGUE, catalogue_model
+from dynamo_bench.perf.models import CATALOGUE, catalogue_model, spelling_problem
 from dynamo_bench.serving.k8s import dgd_manifest
 import numpy as np
 import pandas as pd
@@ -304,6 +304,9 @@ def predict(model: str, gpu: str, *, tp: int = 1, pp: int = 1, backend: str = "v
                         "aiconfigurator or a path to an .npz file")
     try:
         arch = ModelArch.of(model)  # only the config is needed
+        problem = None if Path(model).expanduser().is_dir() else spelling_problem(model)
+        if problem:
+            raise SpecError("--model", problem)
     except SpecError as e:
         raise SpecError("--model", e.message) from None
     problem = arch.parallel_problem(tp, pp)

@@ -39,6 +39,7 @@ import pandas as pd
 
 from dynamo_bench.errors import SpecError
 from dynamo_bench.loadgen.artifacts import REQUEST_COLUMNS
+from dynamo_bench.loadgen.preflight import first_record_has_timestamp, trace_path
 from dynamo_bench.loadgen.steady import window_metrics
 from dynamo_bench.perf.tables import TimingTables
 from dynamo_bench.perf.timing import DEFAULT_BLOCK_SIZE, ENGINE_DEFAULTS, tables_for
@@ -219,10 +220,16 @@ def replay(spec: DeploymentSpec, workload: WorkloadSpec, *, sla: SLA | None = No
         if workload.trace.format != "mooncake_trace":
             raise SpecError("trace.format", f"the replay reads mooncake_trace files, not "
                             f"{workload.trace.format}")
-        if workload.trace.fixed_schedule:
+        path = trace_path(workload.trace)
+        timed = workload.trace.fixed_schedule
+        if timed is None:  # as AIPerf decides it live: replay timestamps when the trace has them
+            timed = first_record_has_timestamp(path)
+        if timed:
             kw.pop("replay_concurrency", None)
+        if workload.trace.block_size is not None:
+            kw["trace_block_size"] = workload.trace.block_size
         with _bars_hidden():
-            report = run_trace_replay([str(Path(workload.trace.path).expanduser())], **kw)
+            report = run_trace_replay([str(path)], **kw)
     elif workload.multi_turn is not None:
         assert workload.isl is not None and workload.osl is not None
         isl, prefix_ratio, groups = workload.isl.mean, 0.0, 0

@@ -21,7 +21,7 @@ import yaml
 
 from dynamo_bench.errors import DynamoBenchError
 from dynamo_bench.loadgen import prometheus
-from dynamo_bench.loadgen.aiperf import Target, run_aiperf
+from dynamo_bench.loadgen.aiperf import AIPerfError, Target, run_aiperf
 from dynamo_bench.loadgen.artifacts import (
     RECORDS,
     SUMMARY,
@@ -166,8 +166,14 @@ def measure(target: Target, workload: WorkloadSpec, out_dir: Path, *, sla: SLA |
 
     started_ns = time.time_ns()
     try:
-        artifacts = run_aiperf(workload, target, out_dir, timeout_s=timeout_s, on_tick=tick,
-                               watch=watch)
+        try:
+            artifacts = run_aiperf(workload, target, out_dir, timeout_s=timeout_s,
+                                   on_tick=tick, watch=watch)
+        except AIPerfError:
+            # AIPerf often fails within moments of a dead server: say which process died
+            if watch is not None:
+                watch()
+            raise
         if watch is not None:
             watch()
     except WorkerDiedError as e:

@@ -202,3 +202,13 @@ def catalogue_model(name: str) -> CatalogueModel | None:
         if key in (model.name.lower(), model.hf_id.lower()):
             return model
     return None
+
+
+def spelling_problem(name: str) -> str | None:
+    """Why `name` is refused although it matches a catalogue entry ignoring case (a served
+    model name and a Hugging Face id are case-sensitive), or None."""
+    entry = catalogue_model(name)
+    if entry is None or name in (entry.name, entry.hf_id):
+        return None
+    return (f"{name!r} is not spelled as in the catalogue: use {entry.name!r} "
+            f"(or {entry.hf_id!r})")

@@ -28,6 +28,7 @@ from dynamo_bench.report.plots import (
     pareto_figure,
 )
 from dynamo_bench.tune.records import StudyRecord, param_importances
+from dynamo_bench.tune.storage import redact
 
 ERROR_METRICS = (("ttft_ms_p90", "TTFT p90"), ("itl_ms_p90", "ITL p90"),
                  ("output_tok_s_per_gpu", "tok/s per GPU"),
@@ -231,7 +232,7 @@ def html_report(record: StudyRecord, choices: dict[str, Choice]) -> str:
     sections = [
         f"<h1>{html.escape(record.sweep.name)}</h1><p class='muted'>dynamo-bench study in "
         f"<code>{html.escape(str(record.folder))}</code>, storage "
-        f"<code>{html.escape(record.storage.split('@')[-1])}</code></p>",
+        f"<code>{html.escape(redact(record.storage))}</code></p>",
         "<h2>The question</h2>", _question(record),
         "<h2>The answer</h2>", *(_answer(record, choices[t]) for t in tiers),
         "<h2>Side by side with AIConfigurator</h2>", *(_peer(record, t) for t in tiers),

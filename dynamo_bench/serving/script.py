@@ -64,6 +64,7 @@ trap 'exit 143' TERM
 
 mkdir -p -- "$RUN_HOME" "$RUN_TMP/discovery"
 export PYTHONUSERBASE="${PYTHONUSERBASE:-${HOME:-}/.local}"   # keep the user's site-packages
+export HF_HOME="${HF_HOME:-${HOME:-}/.cache/huggingface}"     # and their model cache and token
 export HOME="$RUN_HOME" TMPDIR="$RUN_TMP"
 export DYN_FILE_KV="$RUN_TMP/discovery"   # file-based discovery
 __LOOPBACK__

@@ -16,7 +16,9 @@ stack are checked: any not on loopback is logged as one warning and kept in `sta
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -81,7 +83,12 @@ class Listener:
 
     @property
     def loopback(self) -> bool:
-        return self.ip.startswith("127.") or self.ip in ("::1", "localhost")
+        try:
+            ip = ipaddress.ip_address(self.ip.split("%", 1)[0])
+        except ValueError:
+            return self.ip == "localhost"
+        mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+        return (mapped or ip).is_loopback
 
     def __str__(self) -> str:
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
@@ -99,7 +106,8 @@ def listeners(procs: dict[str, int]) -> list[Listener]:
             continue
         for proc in tree:
             try:
-                conns = proc.net_connections(kind="inet")
+                # net_connections is psutil >= 6; connections before
+                conns = getattr(proc, "net_connections", proc.connections)(kind="inet")
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             out += [Listener(name, proc.pid, c.laddr.ip, c.laddr.port) for c in conns
@@ -240,7 +248,11 @@ class Stack:
             self.stop()
             raise
         self.ready_s = time.monotonic() - t0
-        self.exposed = [s for s in self.listeners() if not s.loopback]
+        try:
+            self.exposed = [s for s in self.listeners() if not s.loopback]
+        except BaseException:
+            self.stop()
+            raise
         if self.exposed:
             _log.warning("stack %s listens beyond loopback: %s", self.spec.name,
                          ", ".join(str(s) for s in self.exposed))
@@ -252,10 +264,17 @@ class Stack:
         Returns the teardown time in seconds.
         """
         t0 = time.monotonic()
+        # a second Ctrl-C or SIGTERM must not cut the teardown short before SIGKILL
+        quiet = {}
+        if threading.current_thread() is threading.main_thread():
+            quiet = {s: signal.signal(s, signal.SIG_IGN)
+                     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             if self._procs or self._broker:
                 stop_all(self._all(), self.grace_s)
         finally:
+            for s, handler in quiet.items():
+                signal.signal(s, handler)
             self._restore_signal_handlers()
         self.teardown_s = time.monotonic() - t0
         if self.run_dir is not None and not self._keep_dir:
@@ -281,7 +300,7 @@ class Stack:
         self._broker = ManagedProcess(ProcessSpec(
             BROKER, zmq_broker_argv(str(url_file), self._python), {"PYTHONUNBUFFERED": "1"},
             run / f"{BROKER}.log"))
-        deadline = time.monotonic() + min(30.0, self.ready_timeout_s)
+        deadline = time.monotonic() + 30.0  # its own: a few hundred ms, more on a busy CPU
         while not url_file.exists():
             code = self._broker.poll()
             if code is not None or time.monotonic() > deadline:
@@ -316,6 +335,9 @@ class Stack:
         self.port = self.spec.frontend.port or ports[0]
         common = {**LOOPBACK_ENV, "DYN_FILE_KV": str(run / "discovery"),
                   "HOME": str(run / "home"), "TMPDIR": str(run / "tmp"),
+                  # HOME moves into the run; the user's Hugging Face cache and token do not
+                  "HF_HOME": os.environ.get("HF_HOME")
+                  or str(Path.home() / ".cache" / "huggingface"),
                   "DYN_NAMESPACE": "dynamo", "PYTHONUNBUFFERED": "1",
                   "DYN_ZMQ_BROKER_URL": self._start_broker(run)}
         specs: list[tuple[str, ProcessSpec]] = []

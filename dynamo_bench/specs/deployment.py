@@ -224,7 +224,7 @@ def _check_model(spec: DeploymentSpec) -> None:
 
     from dynamo_bench.errors import SpecError
     from dynamo_bench.perf.arch import ModelArch
-    from dynamo_bench.perf.models import catalogue_model
+    from dynamo_bench.perf.models import catalogue_model, spelling_problem
 
     if Path(spec.model).expanduser().is_dir():
         try:
@@ -235,9 +235,9 @@ def _check_model(spec: DeploymentSpec) -> None:
         entry = catalogue_model(spec.model)
         if entry is None:  # a Hugging Face id for a cluster, checked where it is used
             return
-        if spec.model not in (entry.name, entry.hf_id):
-            raise _field_error("model", f"{spec.model!r} is not spelled as in the catalogue: "
-                               f"use {entry.name!r} (or {entry.hf_id!r})")
+        problem = spelling_problem(spec.model)
+        if problem:
+            raise _field_error("model", problem)
         arch = ModelArch.from_config(entry.config, entry.name)
     for role, g in spec.workers.items():
         problem = arch.parallel_problem(g.tp, g.pp)

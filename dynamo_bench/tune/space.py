@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dynamo_bench.errors import SpecError
-from dynamo_bench.specs.deployment import DeploymentSpec, Role
+from dynamo_bench.specs.deployment import MAX_REPLICAS, DeploymentSpec, Role
 from dynamo_bench.tune.sweep import Range, RoleSpace, SweepSpec, Values, base_deployment
 
 ROLE_KNOBS = ("max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill")
@@ -79,7 +79,7 @@ def role_layouts(sweep: SweepSpec, role: Role, max_gpus: int) -> list[Layout]:
     """Every layout of one role using at most `max_gpus`."""
     out = []
     for tp, pp in worker_shapes(sweep, role):
-        most = max_gpus // (tp * pp)
+        most = min(max_gpus // (tp * pp), MAX_REPLICAS)  # a spec's bound on one group
         if sweep.budget.max_replicas:
             most = min(most, sweep.budget.max_replicas)
         out += [Layout(tp, pp, r) for r in range(1, most + 1)]

@@ -307,6 +307,8 @@ class Tuner:
         storage = self._storage
         name = study_name(self.sweep.name, tier, verify)
         sweep_json = self.sweep.model_dump(mode="json")
+        if sweep_json.get("storage"):  # the sweep's own storage URL: never its password
+            sweep_json["storage"] = redact(sweep_json["storage"])
         try:
             study = optuna.create_study(storage=storage, study_name=name,
                                         sampler=_Tagging(make_sampler(self.sweep), self.tuner),
@@ -410,7 +412,8 @@ class Tuner:
         state = _Budget(self, tier)
         study.optimize(lambda t: self._guarded(t, tier, sla), n_trials=remaining,
                        timeout=timeout, catch=(TrialFailed,), callbacks=[state])
-        if state.stopped is None and self.options.on_trial:  # Optuna's timeout ended it
+        if state.stopped is None and timeout is not None and self.options.on_trial:
+            # Optuna's timeout ended it
             trials = study.get_trials(deepcopy=False)
             done = _explored(study, trials)
             if done < self.trials:
@@ -507,9 +510,7 @@ class Tuner:
             if cand.number not in waiting:  # queued by a run stopped before it asked
                 study.enqueue_trial(cand.params, user_attrs={"verifies": cand.number},
                                     skip_if_exists=False)
-            with warnings.catch_warnings():  # no heartbeat outside optimize(): the tuner id
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")  # recovers it
-                trial = study.ask()
+            trial = self._ask_for(study, cand)
             if _claimed_elsewhere(study, trial):
                 study.tell(trial, state=TrialState.PRUNED)
                 continue
@@ -525,6 +526,25 @@ class Tuner:
         if self.options.on_trial:
             self.options.on_trial(TuneEvent(tier, "verify", self._verified, self._to_verify,
                                             finished="verified"))
+
+    def _ask_for(self, study: optuna.Study, cand: optuna.trial.FrozenTrial) -> optuna.Trial:
+        """A running verification trial of `cand`. `ask()` pops the oldest queued trial of the
+        study, which may belong to another candidate (queued by a stopped run) or be a fresh
+        sample (another tuner took the queued one): such a trial is pruned and `cand` queued
+        again until its own trial comes up."""
+        for _ in range(100):
+            with warnings.catch_warnings():  # no heartbeat outside optimize(): the tuner id
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")  # recovers it
+                trial = study.ask()
+            if study._storage.get_trial(trial._trial_id).user_attrs.get("verifies") == \
+                    cand.number:
+                return trial
+            study.tell(trial, state=TrialState.PRUNED)
+            queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if not any(t.user_attrs.get("verifies") == cand.number for t in queued):
+                study.enqueue_trial(cand.params, user_attrs={"verifies": cand.number},
+                                    skip_if_exists=False)
+        raise DynamoBenchError(f"could not queue the verification of trial {cand.number}")
 
     def _verify_one(self, study: optuna.Study, trial: optuna.Trial,
                     cand: optuna.trial.FrozenTrial, tier: str, sla: SLA) -> None:

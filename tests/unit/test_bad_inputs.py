@@ -79,6 +79,7 @@ CASES = [
          "--pp"),
     Case("perf-gpu", ["perf", "--model", "Qwen3-8B", "--gpu", "h900"], "h900"),
     Case("perf-model", ["perf", "--model", "Nope-1B", "--gpu", "h100_sxm"], "Nope-1B"),
+    Case("perf-model-case", ["perf", "--model", "qwen3-8b", "--gpu", "h100_sxm"], "Qwen3-8B"),
     Case("perf-backend", ["perf", "--model", "Qwen3-8B", "--gpu", "h100_sxm",
                           "--backend", "tgi"], "backend"),
     Case("perf-precision", ["perf", "--model", "Qwen3-8B", "--gpu", "h100_sxm",

@@ -26,8 +26,8 @@ SPECS = ["agg.yaml", "agg_kv.yaml", "disagg_1p1d.yaml", "vllm_agg.yaml", "vllm_d
 HOSTILE = "/models/it's a \"model\" $(touch PWNED) `touch PWNED2` $HOME\\x"
 
 FAKE_PYTHON = """#!/bin/sh
-printf '%s\\t%s\\t%s\\t%s\\n' "$$" "$HOME" "$TMPDIR" "$*" | tr '\\n' ' ' >> "$FAKE_LOG"
-echo >> "$FAKE_LOG"
+# one write per call (several processes append at once): the arguments on one line
+printf '%s\\t%s\\t%s\\t%s\\n' "$$" "$HOME" "$TMPDIR" "$(printf '%s' "$*" | tr '\\n' ' ')" >> "$FAKE_LOG"
 if [ "$1" = "-c" ]; then echo "xsub=tcp://127.0.0.1:1 , xpub=tcp://127.0.0.1:2" > "$3"; fi
 case "$*" in *dynamo.frontend*) [ -n "$FAKE_FRONTEND_EXIT" ] && sleep 1 && exit "$FAKE_FRONTEND_EXIT";; esac
 exec sleep 60
@@ -76,7 +76,7 @@ def _start(tmp_path: Path, name: str, **env: str) -> tuple[subprocess.Popen, Pat
     return proc, log, tmp
 
 
-def _calls(log: Path, count: int, timeout_s: float = 20) -> list[list[str]]:
+def _calls(log: Path, count: int, timeout_s: float = 120) -> list[list[str]]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         lines = log.read_text().splitlines() if log.exists() else []
@@ -95,7 +95,7 @@ def test_sigterm_to_the_script_stops_everything_and_removes_its_temp_folder(
         pids = [int(c[0]) for c in calls]
         assert alive(pids) == pids
         os.kill(proc.pid, signal.SIGTERM)  # the script only, as a service manager would
-        assert proc.wait(timeout=20) == 143
+        assert proc.wait(timeout=120) == 143
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -113,7 +113,7 @@ def test_sigterm_to_the_script_stops_everything_and_removes_its_temp_folder(
 def test_a_process_exiting_stops_the_others(tmp_path: Path) -> None:
     proc, log, tmp = _start(tmp_path, "agg.yaml", FAKE_FRONTEND_EXIT="3")
     try:
-        assert proc.wait(timeout=30) == 3
+        assert proc.wait(timeout=120) == 3
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -127,7 +127,7 @@ def test_model_override_from_the_environment(tmp_path: Path) -> None:
     try:
         calls = _calls(log, 3)
         os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=20) == 130
+        assert proc.wait(timeout=120) == 130
     finally:
         if proc.poll() is None:
             proc.kill()
