@@ -51,13 +51,20 @@ __all__ = [
 ]
 
 
+# `tune` is both a function of the API and a subpackage. Importing a subpackage binds its name
+# on this package, which would hide `__getattr__`: load it now and unbind the name, so that
+# `dynamo_bench.tune` is always the function (as `import dynamo_bench.tune.tuner` still works).
+import importlib as _importlib  # noqa: E402
+
+_importlib.import_module("dynamo_bench.tune")
+del globals()["tune"]
+
+
 def __getattr__(name: str) -> object:
     module = _HOME_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'dynamo_bench' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -332,3 +332,15 @@ def test_the_command_line_starts_without_the_heavy_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "", f"imported at start-up: {out}"
+
+
+def test_the_tune_function_is_not_hidden_by_the_tune_subpackage() -> None:
+    import subprocess
+    import sys
+
+    code = ("import dynamo_bench.tune.tuner, dynamo_bench.api\n"
+            "import dynamo_bench as db\n"
+            "from dynamo_bench import tune\n"
+            "assert callable(db.tune) and tune is db.tune is dynamo_bench.api.tune\n"
+            "assert 'dynamo_bench' not in vars(db)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
