@@ -28,3 +28,12 @@ def wait_gone(pids: list[int], timeout_s: float = 10.0) -> list[int]:
             return []
         time.sleep(0.05)
     return alive(pids)
+
+
+def sigint_default() -> None:
+    """`preexec_fn` for a child the test will send SIGINT: a background job of a shell without
+    job control starts with SIGINT ignored, and a child would inherit that (Python and bash
+    then keep ignoring it, as they should for a user's `cmd &`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

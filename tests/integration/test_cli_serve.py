@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import alive, wait_gone
+from tests.helpers import alive, sigint_default, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "dynamo_bench.cli"]
@@ -23,7 +23,7 @@ def start_serve(spec: str, *extra: str) -> tuple[subprocess.Popen, str, list[int
     """Start `dynamo-bench serve`, wait for 'serving', return (process, url, stack PIDs)."""
     proc = subprocess.Popen([*CLI, "serve", str(REPO / "serving" / spec), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=sigint_default)
     lines: list[str] = []
     deadline = time.monotonic() + 60
     assert proc.stdout is not None

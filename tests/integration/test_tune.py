@@ -25,7 +25,7 @@ import yaml
 from dynamo_bench import api
 from dynamo_bench.tune.sweep import parse_sweep
 from dynamo_bench.tune.tuner import TuneOptions, Tuner
-from tests.helpers import wait_gone
+from tests.helpers import sigint_default, wait_gone
 from tests.postgres import postgres_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -242,7 +242,8 @@ def test_an_interrupted_tuner_tears_down_re_queues_and_resumes(tmp_path: Path,
     out = tmp_path / "stopped"
     db = out / "study.db"
     cmd = [*CLI, "tune", str(sweep), "--out", str(out)]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=sigint_default,
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         # wait for the first trial's stack: the trial is being evaluated, its processes up

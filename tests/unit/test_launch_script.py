@@ -18,7 +18,7 @@ import pytest
 
 from dynamo_bench.serving.script import launch_script
 from dynamo_bench.specs import DeploymentSpec, load_deployment
-from tests.helpers import alive, wait_gone
+from tests.helpers import alive, sigint_default, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = ["agg.yaml", "agg_kv.yaml", "disagg_1p1d.yaml", "vllm_agg.yaml", "vllm_disagg.yaml",
@@ -70,7 +70,7 @@ def _start(tmp_path: Path, name: str, **env: str) -> tuple[subprocess.Popen, Pat
     log = tmp_path / "calls.log"
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    proc = subprocess.Popen(["bash", str(script)], cwd=tmp_path, env={
+    proc = subprocess.Popen(["bash", str(script)], cwd=tmp_path, preexec_fn=sigint_default, env={
         **os.environ, "PYTHON": str(fake), "FAKE_LOG": str(log), "TMPDIR": str(tmp),
         "PORT": "18123", **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, log, tmp
