@@ -674,11 +674,6 @@ def is_feasible(t: optuna.trial.FrozenTrial) -> bool:
     return t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "complete"
 
 
-def best_value(trials: list[optuna.trial.FrozenTrial]) -> float | None:
-    vals = [t.values[0] for t in trials if is_feasible(t) and t.values]
-    return max(vals) if vals else None
-
-
 def _best(trials: list[optuna.trial.FrozenTrial]) -> tuple[float | None, str]:
     """The best feasible value and the configuration of the trial that set it."""
     best = [t for t in trials if is_feasible(t) and t.values]

@@ -103,18 +103,24 @@ def test_quickstart_tunes_verifies_and_writes_deployable_files(quickstart) -> No
         assert not wait_gone([launched.pid, *group], timeout_s=30)
 
 
+LIVE_SWEEP: dict[str, Any] = {
+    "name": "stopped", "deployment": {"model": "Qwen3-0.6B", "gpu": "h100_sxm"},
+    "budget": {"gpus": 1, "trials": 2},
+    "space": {"mode": ["agg"], "max_num_seqs": [8, 16]},
+    "workload": {"isl": {"mean": 128}, "osl": {"mean": 32}, "concurrency": 1,
+                 "request_count": 16},
+    "sla": {"loose": "ttft_ms.p90<=5000,itl_ms.p90<=200"},
+    "load": {"limit": 2, "requests_per_slot": 8},
+    "fidelity": {"explore": "live", "verify": "none"}, "search": {"start_points": 0},
+    "peer": "none",
+}
+
+
 def test_worker_crash_during_a_live_trial_is_recorded_and_the_study_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # a relative study folder, as `--out results/x` gives
-    sweep = parse_sweep({
-        "name": "crash", "deployment": {"model": "Qwen3-0.6B", "gpu": "h100_sxm"},
-        "budget": {"gpus": 1, "trials": 2},
-        "space": {"mode": ["agg"], "max_num_seqs": [8, 16]},
-        "workload": {"isl": {"mean": 128}, "osl": {"mean": 32}, "concurrency": 1,
-                     "request_count": 16},
-        "sla": {"loose": "ttft_ms.p90<=5000,itl_ms.p90<=200"},
-        "load": {"limit": 2, "requests_per_slot": 8},
-        "fidelity": {"explore": "live"}, "search": {"start_points": 0}})
+    sweep = parse_sweep({**{k: v for k, v in LIVE_SWEEP.items() if k != "peer"},
+                         "name": "crash", "fidelity": {"explore": "live"}})
     killed: list[str] = []
 
     def kill_first_worker() -> None:
@@ -208,18 +214,6 @@ def test_a_killed_tuner_resumes_without_losing_a_trial(tmp_path: Path) -> None:
     assert len(trials) - 1 == 30
     assert len({t.user_attrs["tuner"] for t in trials}) == 2  # first run, then the resume
 
-
-LIVE_SWEEP: dict[str, Any] = {
-    "name": "stopped", "deployment": {"model": "Qwen3-0.6B", "gpu": "h100_sxm"},
-    "budget": {"gpus": 1, "trials": 2},
-    "space": {"mode": ["agg"], "max_num_seqs": [8, 16]},
-    "workload": {"isl": {"mean": 128}, "osl": {"mean": 32}, "concurrency": 1,
-                 "request_count": 16},
-    "sla": {"loose": "ttft_ms.p90<=5000,itl_ms.p90<=200"},
-    "load": {"limit": 2, "requests_per_slot": 8},
-    "fidelity": {"explore": "live", "verify": "none"}, "search": {"start_points": 0},
-    "peer": "none",
-}
 
 
 def _stack_children(pid: int) -> list[psutil.Process]:
