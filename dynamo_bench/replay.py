@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -188,19 +189,29 @@ def _bars_hidden() -> Iterator[None]:
     of redraws over a study); dynamo-bench reports progress itself. Off a terminal the replay
     draws nothing, so nothing is redirected.
     """
-    if not os.isatty(2):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    os.close(null)
+    global _hidden, _saved_fd
+    with _hidden_lock:  # replays may run in several threads: the first hides, the last shows
+        if _hidden == 0 and os.isatty(2):
+            sys.stderr.flush()
+            _saved_fd = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        _hidden += 1
     try:
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _hidden_lock:
+            _hidden -= 1
+            if _hidden == 0 and _saved_fd is not None:
+                os.dup2(_saved_fd, 2)
+                os.close(_saved_fd)
+                _saved_fd = None
+
+
+_hidden_lock = threading.Lock()
+_hidden = 0
+_saved_fd: int | None = None
 
 
 def replay(spec: DeploymentSpec, workload: WorkloadSpec, *, sla: SLA | None = None,

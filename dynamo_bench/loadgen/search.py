@@ -5,11 +5,13 @@ and on the offline replay. The load is assumed to make latency worse as it grows
 below some boundary and fails above it).
 
 `search_max_load` starts at a first guess (the performance model's estimate of the boundary),
-doubles or halves until the boundary is bracketed (or the limit or the floor is reached), then
-bisects to adjacent concurrencies (or to `rel_tol` for rates). Its probe budget is derived from
-the floor, the first guess and the limit (`probe_budget`): the worst case of exactly this
-procedure, so the search always ends on the SLA, the limit, the floor or an unusable
-measurement, never on the budget.
+steps up or down until the boundary is bracketed (or the limit or the floor is reached), then
+bisects to adjacent concurrencies (or to `rel_tol` for rates). The steps double the load, or,
+from a trusted guess (`first_step`), start small and grow: x(1 + s), then s doubles each step up
+to a doubling, so a good guess is bracketed with one or two probes. Its probe budget is derived
+from the floor, the first guess, the limit and the first step (`probe_budget`): the worst case of
+exactly this procedure, so the search always ends on the SLA, the limit, the floor or an
+unusable measurement, never on the budget.
 """
 
 from __future__ import annotations
@@ -61,14 +63,36 @@ def _recorder(evaluate: Callable[[float], Probe[T]], out: SearchOutcome[T]
     return run
 
 
+def _growth(first_step: float | None) -> list[float]:
+    """The step factors of a bracketing walk: 1 + s, 1 + 2s, ... then doublings (s >= 1)."""
+    out, s = [], first_step if first_step else 1.0
+    while s < 1.0:
+        out.append(1.0 + s)
+        s *= 2
+    return out
+
+
+def _steps_to(ratio: float, first_step: float | None) -> int:
+    """Steps of the walk (`_growth`, then doublings) to cover a load ratio >= 1."""
+    n, covered = 0, 1.0
+    for f in _growth(first_step):
+        if covered >= ratio:
+            return n
+        covered, n = covered * f, n + 1
+    return n + (math.ceil(math.log2(ratio / covered)) if ratio > covered else 0)
+
+
 def probe_budget(*, start: float, limit: float, low: float = 1, integer: bool = True,
-                 rel_tol: float = 0.02) -> int:
+                 rel_tol: float = 0.02, first_step: float | None = None) -> int:
     """The most probes `search_max_load` can need from `start` between `low` and `limit`: one
-    first probe, the doublings (or halvings) to bracket, and the bisection of the widest bracket
-    those can leave."""
+    first probe, the steps up (or down) to bracket, one more for each integer step that rounds
+    to no move, and the bisection of the widest bracket those can leave."""
     start = min(max(start, low), limit)
-    up = math.ceil(math.log2(max(limit / start, 1.0))) if limit > start else 0
-    down = math.ceil(math.log2(max(start / low, 1.0))) if start > low else 0
+    up = _steps_to(limit / start, first_step) if limit > start else 0
+    down = _steps_to(start / low, first_step) if start > low else 0
+    if integer and first_step:  # a small step that rounds to no move takes one load unit
+        up += len(_growth(first_step))
+        down += len(_growth(first_step))
     widest = max(start, limit / 2, 1.0)  # a doubling or halving step brackets [x, 2x]
     if integer:
         bisect = math.ceil(math.log2(max(widest, 1.0))) + 1
@@ -79,23 +103,35 @@ def probe_budget(*, start: float, limit: float, low: float = 1, integer: bool = 
 
 def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limit: float,
                     low: float | None = None, integer: bool = True,
-                    max_probes: int | None = None, rel_tol: float = 0.02) -> SearchOutcome[T]:
+                    max_probes: int | None = None, rel_tol: float = 0.02,
+                    first_step: float | None = None) -> SearchOutcome[T]:
     """The highest load in [`low`, `limit`] meeting the SLA, from a first guess `start`.
 
-    Doubles from `start` while the SLA holds (up to `limit`), or halves while it fails (down to
+    Steps up from `start` while the SLA holds (up to `limit`), or down while it fails (down to
     `low`), then bisects the bracket to adjacent integers (`integer=True`) or to `rel_tol` of
-    its lower end. `low` defaults to 1 for integers and to `start` / 64 for rates.
-    `max_probes` defaults to `probe_budget(...)`, which this procedure never exceeds.
+    its lower end. A step doubles (halves) the load; with `first_step` s in (0, 1) the first
+    step is x(1 + s) and s doubles with each step, for a guess that is probably close.
+    `low` defaults to 1 for integers and to `start` / 64 for rates. `max_probes` defaults to
+    `probe_budget(...)`, which this procedure never exceeds.
     """
     if low is None:
         low = 1.0 if integer else start / 64
     out: SearchOutcome[T] = SearchOutcome()
     run = _recorder(evaluate, out)
     budget = max_probes or probe_budget(start=start, limit=limit, low=low, integer=integer,
-                                        rel_tol=rel_tol)
+                                        rel_tol=rel_tol, first_step=first_step)
+    factors = iter(_growth(first_step))
 
     def snap(x: float) -> float:
         return float(max(low, min(limit, math.floor(x) if integer else x)))
+
+    def step(x: float, up: bool) -> float:
+        """The next load of the walk from `x` (at least one unit away for integers)."""
+        f = next(factors, 2.0)
+        y = snap(x * f if up else x / f)
+        if integer and y == x:
+            y = snap(x + 1 if up else x - 1)
+        return y
 
     p = run(snap(start))
     if not p.usable:
@@ -105,10 +141,10 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
     hi: Probe[T] | None = None if p.feasible else p
     if lo is None:
         assert hi is not None
-        lo, hi = _walk_down(run, out, hi, low=low, budget=budget, snap=snap)
+        lo, hi = _walk_down(run, out, hi, low=low, budget=budget, step=step)
         if lo is None:
             return out
-    while hi is None:  # double while the SLA holds, up to the limit
+    while hi is None:  # step up while the SLA holds, up to the limit
         assert lo is not None
         if lo.load >= limit:
             out.best, out.limited_by = lo, "limit"
@@ -116,7 +152,7 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
         if len(out.probes) >= budget:
             out.best, out.limited_by = lo, "budget"
             return out
-        p = run(snap(lo.load * 2))
+        p = run(step(lo.load, up=True))
         if not p.usable:
             out.best, out.above, out.limited_by = lo, p, "client"
             return out
@@ -154,9 +190,9 @@ def _bisect(run: Callable[[float], Probe[T]], out: SearchOutcome[T], lo: Probe[T
     return out
 
 def _walk_down(run: Callable[[float], Probe[T]], out: SearchOutcome[T], hi: Probe[T], *,
-               low: float, budget: int, snap: Callable[[float], float]
+               low: float, budget: int, step: Callable[[float, bool], float]
                ) -> tuple[Probe[T] | None, Probe[T]]:
-    """Halve from an infeasible `hi` until a load meets the SLA: (that probe, the lowest
+    """Step down from an infeasible `hi` until a load meets the SLA: (that probe, the lowest
     infeasible one above it). (None, hi) when the floor fails too, the probes run out or a
     probe is unusable; `out` then says which."""
     while True:
@@ -166,7 +202,7 @@ def _walk_down(run: Callable[[float], Probe[T]], out: SearchOutcome[T], hi: Prob
         if len(out.probes) >= budget:
             out.above, out.limited_by = hi, "budget"
             return None, hi
-        p = run(snap(hi.load / 2))
+        p = run(step(hi.load, False))
         if not p.usable:
             out.above, out.limited_by = p, "client"
             return None, hi
@@ -194,8 +230,8 @@ def search_down(evaluate: Callable[[float], Probe[T]], *, high: float, low: floa
     if p.feasible:
         out.best, out.limited_by = p, "limit"
         return out
-    lo, hi = _walk_down(run, out, p, low=low, budget=max_probes, snap=lambda x: float(
-        max(low, math.floor(x) if integer else x)))
+    lo, hi = _walk_down(run, out, p, low=low, budget=max_probes, step=lambda x, up: float(
+        max(low, math.floor(x / 2) if integer else x / 2)))
     if lo is None:
         return out
     return _bisect(run, out, lo, hi, integer=integer, rel_tol=0.05, max_probes=max_probes)

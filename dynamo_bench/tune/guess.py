@@ -33,6 +33,7 @@ class Guess:
     params: dict[str, Any]
     tok_s_per_gpu: float
     batch: int
+    mode: str = "agg"
 
 
 def _limits(sla: SLA) -> tuple[float, float]:
@@ -92,10 +93,11 @@ class _Model:
         return best
 
 
-def start_points(sweep: SweepSpec, sla: SLA, arch: ModelArch, n: int) -> list[Guess]:
-    """The `n` layouts the closed-form model ranks best for `sla` (only layouts it thinks
-    meet the SLA), as partial Optuna params (the sampler fills in the rest)."""
-    if n <= 0:
+def start_points(sweep: SweepSpec, sla: SLA, arch: ModelArch, n: int | None) -> list[Guess]:
+    """The `n` (None: all) layouts the closed-form model ranks best for `sla` (only layouts it
+    thinks meet the SLA), best first, as partial Optuna params (the sampler fills in the
+    rest)."""
+    if n is not None and n <= 0:
         return []
     m = _Model(sweep, arch)
     ttft, itl = _limits(sla)
@@ -105,7 +107,7 @@ def start_points(sweep: SweepSpec, sla: SLA, arch: ModelArch, n: int) -> list[Gu
             b, step = m.best_batch(lay, "agg", ttft, itl, prefill_share=True)
             if b:
                 tps = b * 1000.0 / step / (lay.tp * lay.pp)
-                guesses.append(Guess(_params(sweep, "agg", lay.label, b), tps, b))
+                guesses.append(Guess(_params(sweep, "agg", lay.label, b), tps, b, "agg"))
     if "disagg" in sweep.space.mode:
         for p, d in disagg_layouts(sweep):
             b, step = m.best_batch(d, "decode", ttft, itl, prefill_share=False)
@@ -115,9 +117,10 @@ def start_points(sweep: SweepSpec, sla: SLA, arch: ModelArch, n: int) -> list[Gu
             decode_rps = d.replicas * b * 1000.0 / step / m.osl
             prefill_rps = p.replicas * 1000.0 / first
             tps = min(decode_rps, prefill_rps) * m.osl / (p.gpus + d.gpus)
-            guesses.append(Guess(_params(sweep, "disagg", disagg_label(p, d), b), tps, b))
+            guesses.append(Guess(_params(sweep, "disagg", disagg_label(p, d), b), tps, b,
+                                 "disagg"))
     guesses.sort(key=lambda g: -g.tok_s_per_gpu)
-    return guesses[:n]
+    return guesses if n is None else guesses[:n]
 
 
 def _params(sweep: SweepSpec, mode: str, layout: str, batch: int) -> dict[str, Any]:

@@ -368,3 +368,93 @@ def _space_field(field: str) -> str:
     if parts[0] == "router":
         return "space.router." + ".".join(parts[1:])
     return f"deployment.{field}"
+
+
+# -- neighbours (the tuner's local moves) -----------------------------------------------------
+
+class _Recording(FixedParamsDefault):
+    """`FixedParamsDefault` that records every parameter asked, its value and its choices."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.asked: dict[str, Any] = {}
+        self.choices: dict[str, list[Any] | tuple[int, int, int]] = {}
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        v = super().suggest_categorical(name, choices)
+        self.asked[name], self.choices[name] = v, list(choices)
+        return v
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1,
+                    log: bool = False) -> int:
+        v = super().suggest_int(name, low, high, step, log)
+        self.asked[name], self.choices[name] = v, (low, high, step)
+        return v
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        v = super().suggest_float(name, low, high, step=step, log=log)
+        self.asked[name] = v  # no neighbours along a continuous knob
+        return v
+
+
+def complete_params(sweep: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with every parameter the space asks for given (missing ones take their first
+    choice), and none it does not ask for (e.g. KV router weights after a switch away)."""
+    rec = _Recording(params)
+    suggest_params(rec, sweep)
+    return rec.asked
+
+
+def _layout_moves(lay: Layout) -> list[Layout]:
+    """One replica more or fewer; twice or half the tp or pp at the same replicas; or the same
+    GPUs regrouped (twice the tp on half the replicas, or the other way)."""
+    out = [Layout(lay.tp, lay.pp, lay.replicas + 1), Layout(lay.tp * 2, lay.pp, lay.replicas),
+           Layout(lay.tp, lay.pp * 2, lay.replicas)]
+    if lay.replicas % 2 == 0:
+        out.append(Layout(lay.tp * 2, lay.pp, lay.replicas // 2))
+    if lay.tp > 1:
+        out.append(Layout(lay.tp // 2, lay.pp, lay.replicas * 2))
+    if lay.replicas > 1:
+        out.append(Layout(lay.tp, lay.pp, lay.replicas - 1))
+    if lay.tp > 1:
+        out.append(Layout(lay.tp // 2, lay.pp, lay.replicas))
+    if lay.pp > 1:
+        out.append(Layout(lay.tp, lay.pp // 2, lay.replicas))
+    return out
+
+
+def _value_moves(name: str, value: Any, choices: list[Any] | tuple[int, int, int]) -> list[Any]:
+    """The values next to `value` along one parameter."""
+    if isinstance(choices, tuple):  # an integer range: one step either way
+        low, high, step = choices
+        return [v for v in (value - step, value + step) if low <= v <= high]
+    if name == "agg.layout":
+        labels = {lay.label for lay in _layout_moves(parse_layout(value))}
+        return [c for c in choices if c in labels]
+    if name == "disagg.layout":
+        p, d = parse_disagg_label(value)
+        labels = {disagg_label(q, d) for q in _layout_moves(p)} | \
+            {disagg_label(p, q) for q in _layout_moves(d)}
+        return [c for c in choices if c in labels]
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
+        ordered = sorted(choices)
+        i = ordered.index(value)
+        return [ordered[j] for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
+    return [c for c in choices if c != value]  # unordered: every other choice
+
+
+def neighbours(sweep: SweepSpec, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configurations one move away from `params` (complete Optuna params each): one
+    parameter changed to an adjacent value (a layout by one replica, or by twice or half its
+    tp or pp; a numeric list to the next value up or down; any other list to another value).
+    The mode does not change: agg and disagg have different parameters."""
+    rec = _Recording(params)
+    suggest_params(rec, sweep)
+    out = []
+    for name, value in rec.asked.items():
+        if name == "mode":
+            continue
+        for v in _value_moves(name, value, rec.choices.get(name, [value])):
+            out.append(complete_params(sweep, {**rec.asked, name: v}))
+    return out

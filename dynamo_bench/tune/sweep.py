@@ -189,6 +189,13 @@ class LoadSearch(Strict):
         " the same in replay and live, so predictions and verifications compare"))
     verify_probes: int = Field(4, ge=1, description=(
         "live probes a verification may spend walking down from the predicted load"))
+    first_step: float | None = Field(0.1, gt=0, lt=1, description=(
+        "the first step up or down from the model's guess of the boundary, as a share of the "
+        "load; each further step doubles it until steps double the load (null: double from "
+        "the start)"))
+    replay_repeats: int = Field(3, ge=1, description=(
+        "replay only: runs of a probe within 5% of an SLA limit when the KV router picks "
+        "among equal workers at random; the median run (by SLA slack) is kept"))
 
     @model_validator(mode="before")
     @classmethod

@@ -45,7 +45,14 @@ from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.tune.evaluate import Evaluation, Evaluator, LiveEvaluator, ReplayEvaluator
 from dynamo_bench.tune.guess import start_points
-from dynamo_bench.tune.space import deployment_for, describe, knobs_from_params, suggest_params
+from dynamo_bench.tune.local import Evaluated
+from dynamo_bench.tune.space import (
+    complete_params,
+    deployment_for,
+    describe,
+    knobs_from_params,
+    suggest_params,
+)
 from dynamo_bench.tune.storage import (
     TUNER_ATTR,
     interrupt_trials,
@@ -235,6 +242,8 @@ class Tuner:
         self.trials = o.trials or sweep.budget.trials
         self.wall_s = o.wall_s or sweep.budget.wall_s
         self.tuner = tuner_id()
+        self._seen: dict[str, Evaluated] = {}  # per tier: the configurations evaluated
+        self._exhausted: set[str] = set()  # tiers whose space has nothing left to evaluate
         optuna.logging.set_verbosity(logging.ERROR)  # progress is reported via on_trial
         make_sampler(sweep)  # fail now on a sampler that cannot run here, before any file
         check_trace(sweep.workload)  # a missing or malformed trace, before any trial
@@ -402,15 +411,16 @@ class Tuner:
         recover_interrupted(study)
         sla = self.slas[tier]
         if created:
-            arch = ModelArch.of(self.sweep.deployment["model"])
-            for g in start_points(self.sweep, sla, arch, self.sweep.search.start_points):
-                study.enqueue_trial(g.params, user_attrs={"start_point": True})
+            for params in self._start_points(sla):
+                study.enqueue_trial(params, user_attrs={"start_point": True})
         done = _explored(study)
         remaining = self.trials - done
         if remaining <= 0:
             return study
         state = _Budget(self, tier)
-        study.optimize(lambda t: self._guarded(t, tier, sla), n_trials=remaining,
+        # the budget counts distinct evaluations (the callback stops the study); re-proposals
+        # are answered from their twin, so the trial count has a looser bound of its own
+        study.optimize(lambda t: self._guarded(t, tier, sla), n_trials=4 * remaining + 20,
                        timeout=timeout, catch=(TrialFailed,), callbacks=[state])
         if state.stopped is None and timeout is not None and self.options.on_trial:
             # Optuna's timeout ended it
@@ -421,6 +431,27 @@ class Tuner:
                 self.options.on_trial(TuneEvent(tier, "explore", done, self.trials, best,
                                                 best_config, finished="wall time"))
         return study
+
+    def _start_points(self, sla: SLA) -> list[dict[str, Any]]:
+        """`search.start_points` configurations to evaluate first: the closed-form model's best
+        layouts of each mode (tune/guess.py), re-ranked by the explorer's own cheap estimate
+        where it has one (a single replay at the guessed load), agg and disagg alike."""
+        n = self.sweep.search.start_points
+        if n <= 0:
+            return []
+        arch = ModelArch.of(self.sweep.deployment["model"])
+        guesses = start_points(self.sweep, sla, arch, None)
+        mine = [g for mode in ("agg", "disagg")  # the best few of each mode
+                for g in [g for g in guesses if g.mode == mode][:2 * n]]
+        if not mine:
+            return []
+        pool = [complete_params(self.sweep, g.params) for g in mine]
+        specs = [deployment_for(self.sweep, knobs_from_params(self.sweep, p)) for p in pool]
+        scores = self.explorer.estimates(specs, sla)
+        if scores is None:  # no cheap estimate: the closed form's order
+            scores = [g.tok_s_per_gpu for g in mine]
+        order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
+        return [pool[i] for i in order[:n]]
 
     def _guarded(self, trial: optuna.Trial, tier: str, sla: SLA) -> list[float] | float:
         """The objective; a trial stopped by Ctrl-C or a signal is marked interrupted before
@@ -435,21 +466,35 @@ class Tuner:
         knobs = suggest_params(trial, self.sweep)
         trial.set_user_attr("fidelity", self.explorer.fidelity)
         trial.set_user_attr("config", describe(knobs))
+        trials = trial.study.get_trials(deepcopy=False)
         if self.options.on_trial:  # show what is being evaluated now
-            trials = trial.study.get_trials(deepcopy=False)
             best, best_config = _best(trials)
             self.options.on_trial(TuneEvent(tier, "explore", _explored(trial.study, trials),
                                             self.trials, best, best_config, describe(knobs)))
         spec = deployment_for(self.sweep, knobs)
-        trial.set_user_attr("deployment", spec.model_dump(mode="json", exclude_none=True))
-        twin = _twin(trial, self.explorer.fidelity)
-        if twin is not None:
-            ev = Evaluation.from_attrs(twin.user_attrs["evaluation"])
-            trial.set_user_attr("duplicate_of", twin.number)
+        deployment = spec.model_dump(mode="json", exclude_none=True)
+        trial.set_user_attr("deployment", deployment)
+        seen = self._evaluated(tier)
+        seen.sync(trials)
+        twin = seen.twin(deployment)
+        if twin is not None:  # answered from the earlier trial; the next one moves on
+            ev = Evaluation.from_attrs(trial.study.trials[twin].user_attrs["evaluation"])
+            trial.set_user_attr("duplicate_of", twin)
+            move = seen.next_move(trials)
+            if move is None:
+                self._exhausted.add(tier)
+            else:
+                trial.study.enqueue_trial(move, user_attrs={"local_move": True})
         else:
             ev = self.explorer.evaluate(spec, sla, self.folder / "trials" / tier /
                                         f"{trial.number:04d}")
         return self._record(trial, sla, ev)
+
+    def _evaluated(self, tier: str) -> Evaluated:
+        if tier not in self._seen:
+            self._seen[tier] = Evaluated(self.sweep, self.explorer.fidelity,
+                                         self.sweep.search.seed)
+        return self._seen[tier]
 
     def _record(self, trial: optuna.Trial, sla: SLA, ev: Evaluation) -> list[float] | float:
         trial.set_user_attr("evaluation", ev.to_attrs())
@@ -587,7 +632,9 @@ class _Budget:
                     for t in trials)
         stop = None
         if done >= self.tuner.trials:
-            stop = f"trial budget ({self.tuner.trials})"
+            stop = f"trial budget ({self.tuner.trials} distinct evaluations)"
+        elif self.tier in self.tuner._exhausted:
+            stop = "every configuration of the space evaluated"
         elif sweep.budget.patience and since_improvement(trials) >= sweep.budget.patience:
             stop = f"patience: {sweep.budget.patience} trials without a better feasible value"
         elif sweep.budget.gpu_hours and gpu_h >= sweep.budget.gpu_hours:
@@ -615,11 +662,16 @@ def _comparable(sweep_json: dict[str, Any]) -> str:
 
 
 def _explored(study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None = None) -> int:
-    """Finished trials that count against the budget: an interrupted attempt does not (its
-    re-queued copy does, once it finishes)."""
+    """Finished trials that count against the budget: distinct evaluations. A re-proposal
+    answered from its twin does not count, nor does an interrupted attempt (its re-queued copy
+    does, once it finishes)."""
     trials = trials if trials is not None else study.get_trials(deepcopy=False)
-    return sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)
-               and not _was_interrupted(t))
+    return sum(1 for t in trials if _counts(t))
+
+
+def _counts(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state in (TrialState.COMPLETE, TrialState.FAIL) and not _was_interrupted(t) \
+        and "duplicate_of" not in t.user_attrs
 
 
 def _mark_interrupted(trial: optuna.Trial, e: BaseException) -> None:
@@ -684,23 +736,14 @@ def _best(trials: list[optuna.trial.FrozenTrial]) -> tuple[float | None, str]:
 
 
 def since_improvement(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Finished trials since the one that set the best feasible value (all, if none did)."""
-    finished = sorted((t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)
-                       and not _was_interrupted(t)), key=lambda t: t.number)
+    """Distinct evaluations since the one that set the best feasible value (all, if none
+    did)."""
+    finished = sorted((t for t in trials if _counts(t)), key=lambda t: t.number)
     best, best_i = None, -1
     for i, t in enumerate(finished):
         if is_feasible(t) and t.values and (best is None or t.values[0] > best):
             best, best_i = t.values[0], i
     return len(finished) - 1 - best_i
-
-
-def _twin(trial: optuna.Trial, fidelity: str) -> optuna.trial.FrozenTrial | None:
-    """A finished trial of this study with the same parameters and fidelity, if any."""
-    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.params == trial.params and t.user_attrs.get("fidelity") == fidelity \
-                and "evaluation" in t.user_attrs:
-            return t
-    return None
 
 
 def candidates(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:

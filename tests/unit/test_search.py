@@ -28,16 +28,19 @@ def test_finds_the_exact_integer_boundary(boundary: int) -> None:
     assert len(set(calls)) == len(calls)  # no load measured twice
 
 
+@pytest.mark.parametrize("first_step", [None, 0.05, 0.3])
 @pytest.mark.parametrize("limit", [1, 2, 3, 7, 8, 31, 32, 33, 100, 255, 256, 512, 1000])
-def test_converges_from_any_first_guess_and_limit_within_the_derived_budget(limit) -> None:
-    """Every boundary (none feasible, inside, at or above the limit), every first guess: the
-    search ends on the SLA, the limit or the floor, exactly, within `probe_budget`."""
-    starts = sorted({1, 2, max(1, limit // 3), limit // 2 or 1, limit, 2 * limit, 5})
-    for boundary in sorted({0, 1, 2, limit // 2, limit - 1, limit, limit + 3}):
+def test_converges_from_any_first_guess_and_limit_within_the_derived_budget(
+        limit, first_step) -> None:
+    """Every boundary (none feasible, inside, at or above the limit), every first guess, every
+    first step: the search ends on the SLA, the limit or the floor, exactly, within
+    `probe_budget`."""
+    starts = sorted({1, 2, max(1, limit // 3), limit // 2 or 1, limit, 2 * limit, 5, 19})
+    for boundary in sorted({0, 1, 2, limit // 2, limit - 1, limit, limit + 3, 20, 21}):
         for start in starts:
             evaluate, calls = system(boundary)
-            out = search_max_load(evaluate, start=start, limit=limit)
-            budget = probe_budget(start=start, limit=limit)
+            out = search_max_load(evaluate, start=start, limit=limit, first_step=first_step)
+            budget = probe_budget(start=start, limit=limit, first_step=first_step)
             assert len(calls) <= budget, (boundary, start, limit)
             assert out.limited_by != "budget"
             assert len(set(calls)) == len(calls)
@@ -55,6 +58,19 @@ def test_starts_at_the_guess_and_needs_few_probes_when_it_is_right() -> None:
     out = search_max_load(evaluate, start=36, limit=512)
     assert calls[0] == 36 and out.best.load == 37
     assert len(calls) <= 8
+
+
+def test_a_small_first_step_brackets_a_close_guess_in_few_probes() -> None:
+    """From a guess 2% under the boundary a 5% first step brackets it at once: 4 probes where
+    doubling needs 9."""
+    for first_step, most in ((0.05, 4), (None, 9)):
+        evaluate, calls = system(100)
+        out = search_max_load(evaluate, start=98, limit=512, first_step=first_step)
+        assert out.best.load == 100 and out.limited_by == "sla"
+        assert len(calls) <= most, (first_step, calls)
+    evaluate, calls = system(100)
+    search_max_load(evaluate, start=98, limit=512, first_step=0.05)
+    assert calls[:2] == [98, 102]
 
 
 def test_rate_search_to_relative_tolerance() -> None:

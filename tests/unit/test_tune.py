@@ -18,7 +18,7 @@ from dynamo_bench.cli import main
 from dynamo_bench.errors import SpecError
 from dynamo_bench.specs import load_deployment
 from dynamo_bench.tune.sweep import parse_sweep
-from dynamo_bench.tune.tuner import TuneOptions, Tuner, since_improvement
+from dynamo_bench.tune.tuner import TuneEvent, TuneOptions, Tuner, since_improvement
 
 SWEEP: dict[str, Any] = {
     "name": "unit", "deployment": {"model": "Qwen3-8B", "gpu": "h100_sxm"},
@@ -59,11 +59,13 @@ def test_a_study_folder_holds_every_file(study: api.TuningStudy) -> None:
     assert (f / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     trials = study.trials()
     explore = trials[trials["kind"] == "explore"]
-    assert explore.groupby("tier").size().to_dict() == {"interactive": 12, "batch": 12}
+    distinct = explore[explore["duplicate_of"].isna()]  # the budget counts these
+    assert distinct.groupby("tier").size().to_dict() == {"interactive": 12, "batch": 12}
     assert set(explore["fidelity"]) == {"replay"}
     assert set(explore["status"]) <= {"complete", "infeasible", "failed"}
     for _, trials_of_tier in explore.groupby("tier"):
-        assert sorted(trials_of_tier["trial"]) == list(range(12))
+        assert sorted(trials_of_tier["trial"]) == list(range(len(trials_of_tier)))
+        assert trials_of_tier["deployment"].nunique() == 12
     for tier in ("interactive", "batch"):
         d = f / "best" / tier
         spec = load_deployment(d / "deployment.yaml")
@@ -161,7 +163,8 @@ def test_a_second_run_resumes_the_study(tmp_path: Path) -> None:
     api.tune(sweep, tmp_path / "s", trials=4, report=False)
     study = api.tune(sweep, tmp_path / "s", trials=9)
     t = study.trials()
-    assert sorted(t["trial"]) == list(range(9))
+    assert sorted(t["trial"]) == list(range(len(t)))
+    assert t["duplicate_of"].isna().sum() == 9  # distinct evaluations: the budget
     assert t["start_point"].sum() == 3  # enqueued once, on the first run only
     other = sweep_with(sla={"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"},
                        space__tp=[1])
@@ -179,7 +182,8 @@ def test_patience_stops_a_tier_early(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'p' / 'study.db'}"
     s = optuna.load_study(study_name="unit.batch", storage=storage)
     values = [t.values[0] if t.user_attrs["status"] == "complete" else float("-inf")
-              for t in sorted(s.trials, key=lambda t: t.number)]
+              for t in sorted(s.trials, key=lambda t: t.number)
+              if "duplicate_of" not in t.user_attrs]  # patience counts distinct evaluations
     first_best = values.index(max(values))
     assert len(values) - 1 - first_best == 4  # stopped exactly 4 trials after the best
     assert since_improvement(s.trials) == 4
@@ -218,10 +222,12 @@ def test_a_crashed_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> No
     t = api.load_study(tmp_path / "c").trials()
     failed = t[t["state"] == "FAIL"]
     assert len(failed) == 1 and failed["reason"].iloc[0] == "worker died: agg-0 exited -9"
-    assert (t["state"] == "COMPLETE").sum() == 4
+    assert ((t["state"] == "COMPLETE") & t["duplicate_of"].isna()).sum() == 4
 
 
 def test_a_repeated_configuration_is_reused_not_re_evaluated(tmp_path: Path) -> None:
+    """A re-proposal is answered from its twin and does not count: the next trial is a local
+    move, so a budget larger than the space evaluates every configuration once, then stops."""
     from dynamo_bench.tune.evaluate import ReplayEvaluator
 
     sweep = sweep_with(budget__trials=8, space={"mode": ["agg"], "tp": [1, 2],
@@ -236,14 +242,17 @@ def test_a_repeated_configuration_is_reused_not_re_evaluated(tmp_path: Path) -> 
             Counting.seen.append(spec.model_dump_json())
             return super().evaluate(spec, sla, out_dir)
 
+    events: list[TuneEvent] = []
     Tuner(sweep, tmp_path / "d", options=TuneOptions(
-        explore_evaluator=Counting(sweep.workload, sweep.load))).run()
+        explore_evaluator=Counting(sweep.workload, sweep.load), on_trial=events.append)).run()
     t = api.load_study(tmp_path / "d").trials()
     distinct = t["deployment"].nunique()
-    assert len(t) == 8 and distinct < 8  # 6 configurations in the space: some repeats
-    assert len(Counting.seen) == len(set(Counting.seen)) == distinct
+    assert distinct == 6  # the whole space, each configuration evaluated once
+    assert len(Counting.seen) == len(set(Counting.seen)) == 6
     repeats = t[t["duplicate_of"].notna()]
-    assert len(repeats) == 8 - distinct
+    assert len(repeats) == len(t) - 6
+    ends = [e.finished for e in events if e.stage == "explore" and e.finished]
+    assert ends == ["every configuration of the space evaluated"]
     for _, r in repeats.iterrows():
         twin = t[t["trial"] == r["duplicate_of"]].iloc[0]
         assert twin["deployment"] == r["deployment"] and twin["value"] == r["value"]
@@ -277,6 +286,9 @@ class _Counting:
             time.sleep(5)  # the handler raises here
             raise AssertionError("SIGTERM was not turned into an exception")
         return self.inner.evaluate(spec, sla, out_dir)
+
+    def estimates(self, specs, sla):  # type: ignore[no-untyped-def]
+        return self.inner.estimates(specs, sla)
 
 
 ONE_TIER = {"batch": "ttft_ms.p90<=2000,itl_ms.p90<=40"}

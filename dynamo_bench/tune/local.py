@@ -1,0 +1,113 @@
+"""What a tier has evaluated, and where to go when the sampler proposes it again.
+
+A sampler that has converged keeps proposing configurations it has already seen. Such a
+proposal is answered from the earlier trial (the sampler learns nothing new, and the trial is
+marked `duplicate_of`; it does not count against the budget or the patience), and the next trial
+is a local move instead: an unexplored neighbour (tune/space.py: `neighbours`) of the best
+feasible trials, best first, in a seeded random order; failing that, an unexplored
+configuration of a finite space; failing that, the space is exhausted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from dynamo_bench.errors import SpecError
+from dynamo_bench.tune.space import (
+    deployment_for,
+    enumerate_params,
+    knobs_from_params,
+    neighbours,
+)
+from dynamo_bench.tune.sweep import SweepSpec
+
+#: the best feasible trials whose neighbourhoods are searched for a local move, best first
+TOP = 5
+
+
+def deployment_key(deployment: dict[str, Any]) -> str:
+    """A deployment's identity (its JSON without the name)."""
+    return json.dumps({k: v for k, v in deployment.items() if k != "name"}, sort_keys=True)
+
+
+class Evaluated:
+    """The distinct configurations of one tier's study (by deployment) and the local moves.
+
+    `sync` reads the study's finished trials (also those of other tuners sharing it);
+    `twin` finds the trial that evaluated a deployment; `next_move` proposes an unexplored
+    configuration as complete Optuna params, or None when the space has none left.
+    """
+
+    def __init__(self, sweep: SweepSpec, fidelity: str, seed: int) -> None:
+        self.sweep, self.fidelity = sweep, fidelity
+        self.rng = random.Random(seed)
+        self.by_key: dict[str, int] = {}
+        self._read: set[int] = set()
+        self._pending: set[str] = set()  # moves queued and not yet evaluated
+        self._rest: Iterator[dict[str, Any]] | None = None
+
+    def sync(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+        for t in trials:
+            if t.number in self._read or t.state != TrialState.COMPLETE:
+                continue
+            self._read.add(t.number)
+            ua = t.user_attrs
+            if "evaluation" in ua and "deployment" in ua and ua.get("fidelity") == \
+                    self.fidelity and "duplicate_of" not in ua:
+                key = deployment_key(ua["deployment"])
+                self.by_key.setdefault(key, t.number)
+                self._pending.discard(key)
+
+    def twin(self, deployment: dict[str, Any]) -> int | None:
+        """The number of the trial that evaluated `deployment`, if one did."""
+        return self.by_key.get(deployment_key(deployment))
+
+    def key_of(self, params: dict[str, Any]) -> str | None:
+        try:
+            spec = deployment_for(self.sweep, knobs_from_params(self.sweep, params))
+        except SpecError:
+            return None
+        return deployment_key(spec.model_dump(mode="json", exclude_none=True))
+
+    def _fresh(self, params: dict[str, Any]) -> bool:
+        key = self.key_of(params)
+        if key is None or key in self.by_key or key in self._pending:
+            return False
+        self._pending.add(key)
+        return True
+
+    def next_move(self, trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any] | None:
+        """An unexplored neighbour of the best feasible trials, else an unexplored
+        configuration of a finite space, else None."""
+        feasible = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.values
+                           and t.user_attrs.get("status") == "complete"
+                           and "duplicate_of" not in t.user_attrs),
+                          key=lambda t: (-t.values[0], t.number))
+        for t in feasible[:TOP]:
+            moves = neighbours(self.sweep, t.params)
+            self.rng.shuffle(moves)
+            for params in moves:
+                if self._fresh(params):
+                    return params
+        for params in self._unexplored():
+            if self._fresh(params):
+                return params
+        return None
+
+    def _unexplored(self) -> Iterator[dict[str, Any]]:
+        """The configurations of a finite space in a seeded random order (nothing for a space
+        with ranges); resumes where the previous call stopped."""
+        if self._rest is None:
+            try:
+                every = list(enumerate_params(self.sweep))
+            except SpecError:  # a range: not enumerable
+                every = []
+            self.rng.shuffle(every)
+            self._rest = iter(every)
+        return self._rest
