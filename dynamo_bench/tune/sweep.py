@@ -154,11 +154,13 @@ class Budget(Strict):
     min_gpus: int = Field(1, ge=1, description="fewest GPUs one deployment may use")
     gpus_per_worker: int | None = Field(None, ge=1, description="largest tp x pp of a worker")
     max_replicas: int | None = Field(None, ge=1, description="most workers in one role")
-    trials: int = Field(40, ge=1, description="exploration trials per SLA tier")
+    trials: int = Field(40, ge=1, description=(
+        "distinct evaluations per SLA tier (a configuration proposed again is answered from "
+        "its earlier trial and does not count)"))
     wall_s: float | None = Field(None, gt=0, description="wall-time limit of the exploration")
     gpu_hours: float | None = Field(None, gt=0, description="limit on live GPU-backend trials")
-    patience: int | None = Field(None, ge=1, description="stop a tier after this many trials "
-                                 "without a better feasible value")
+    patience: int | None = Field(None, ge=1, description="stop a tier after this many "
+                                 "distinct evaluations without a better feasible value")
 
     @model_validator(mode="after")
     def _order(self) -> Budget:
