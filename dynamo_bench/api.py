@@ -63,8 +63,8 @@ from dynamo_bench.report.pareto import front_table
 from dynamo_bench.tune.records import StudyRecord
 from dynamo_bench.tune.records import load_study as _load_record
 from dynamo_bench.tune.sweep import SweepSpec
-from dynamo_bench.tune.sweep import load_sweep as _load_sweep
-from dynamo_bench.tune.sweep import parse_sweep
+from dynamo_bench.tune.sweep_file import load_sweep as _load_sweep
+from dynamo_bench.tune.sweep_file import parse_sweep
 from dynamo_bench.specs.loading import read_yaml
 from dynamo_bench.tune.tuner import OnTrial, TuneOptions
 from dynamo_bench.tune.tuner import tune as _tune
