@@ -56,15 +56,15 @@ from dynamo_bench.specs import (  # noqa: F401 (parse_sla is public)
 )
 from dynamo_bench.specs import load_deployment as _load_deployment
 from dynamo_bench.specs.loading import describe_validation_error
-from dynamo_bench.report.best import Choice
+from dynamo_bench.report.best import Choice, answer_row
 from dynamo_bench.report.best import choose as _choose
 from dynamo_bench.report.files import Report, write_report
 from dynamo_bench.report.pareto import front_table
 from dynamo_bench.tune.records import StudyRecord
 from dynamo_bench.tune.records import load_study as _load_record
 from dynamo_bench.tune.sweep import SweepSpec
-from dynamo_bench.tune.sweep import load_sweep as _load_sweep
-from dynamo_bench.tune.sweep import parse_sweep
+from dynamo_bench.tune.sweep_file import load_sweep as _load_sweep
+from dynamo_bench.tune.sweep_file import parse_sweep
 from dynamo_bench.specs.loading import read_yaml
 from dynamo_bench.tune.tuner import OnTrial, TuneOptions
 from dynamo_bench.tune.tuner import tune as _tune
@@ -439,6 +439,11 @@ def with_search(sweep: SweepSpec, *, sampler: str | None = None, seed: int | Non
         raise SpecError("--sampler" if "sampler" in e.field else e.field, e.message) from None
 
 
+#: The columns of `TuningStudy.answers` (a selection of `report.best.answer_row`).
+ANSWER_COLUMNS = ("tier", "sla", "config", "gpus", "concurrency", "predicted_tok_s_per_gpu",
+                  "verified_tok_s_per_gpu", "verdict", "files")
+
+
 @dataclass
 class TuningStudy:
     """A study folder and its storage; every read goes back to the storage.
@@ -478,21 +483,9 @@ class TuningStudy:
 
     def answers(self) -> pd.DataFrame:
         """One row per SLA tier: the answer, predicted and verified throughput, verdict."""
-        rows = []
         record = self.record()
-        for tier in record.slas:
-            c = _choose(record, tier)
-            b = c.best
-            rows.append({
-                "tier": tier, "sla": str(record.slas[tier]),
-                "config": b.row["config"] if b else None,
-                "gpus": int(b.row["gpus"]) if b else None,
-                "concurrency": b.row["best_load"] if b else None,
-                "predicted_tok_s_per_gpu": b.predicted if b else None,
-                "verified_tok_s_per_gpu": b.verified_value if b else None,
-                "verdict": c.verdict,
-                "files": str(self.folder / "best" / tier) if b else None})
-        return pd.DataFrame(rows)
+        rows = [answer_row(record, _choose(record, tier)) for tier in record.slas]
+        return pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
 
     def best(self, tier: str) -> Choice:
         """The answer for `tier` (`Choice.best` is None when nothing met the SLA)."""
@@ -554,8 +547,8 @@ def compare_with_aiconfigurator(sweep: SweepSpec | str | Path, tier: str | None 
             if record is not None:
                 choice = _choose(record, t)
                 if choice.best is not None:
-                    ours = DeploymentSpec.model_validate(choice.best.deployment)
-                    label = str(choice.best.row["config"])
+                    ours = choice.best.record.spec()
+                    label = str(choice.best.record.config)
             out[t] = compare(sweep, t, ours, label, scratch / t)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -566,7 +559,7 @@ def load_study(folder: str | Path, storage: str | None = None) -> TuningStudy:
     """Open an existing study folder (`storage` for one kept in a shared database).
 
         study = load_study("results/quickstart")
-        study.best("batch").best.row["config"]     # the answer, from the storage alone
+        study.best("batch").best.record.config     # the answer, from the storage alone
     """
     folder = Path(folder)
     study = TuningStudy(folder, storage)

@@ -494,15 +494,15 @@ def _print_report(rep) -> None:  # type: ignore[no-untyped-def]
               "verdict"):
         table.add_column(c, justify="left" if c in ("tier", "answer", "verdict") else "right")
     for tier, c in rep.choices.items():
-        if c.best is None:
+        a = rep.answers[tier]
+        if a["trial"] is None:
             table.add_row(tier, "[red]no configuration meets the SLA[/red]", "-", "-", "-", "-",
-                          (c.closest["reason"] if c.closest is not None else "") or "")
+                          (c.closest.reason if c.closest is not None else "") or "")
             continue
-        b = c.best
-        verdict = c.verdict if b.verified_ok else f"[red]{c.verdict}[/red]"
-        table.add_row(tier, str(b.row["config"]), str(int(b.row["gpus"])),
-                      _fmt(b.row["best_load"], 0), _fmt(b.predicted),
-                      _fmt(b.verified_value), verdict)
+        verdict = a["verdict"] if a["verified_ok"] else f"[red]{a['verdict']}[/red]"
+        table.add_row(tier, str(a["config"]), str(a["gpus"]), _fmt(a["concurrency"], 0),
+                      _fmt(a["predicted_tok_s_per_gpu"]), _fmt(a["verified_tok_s_per_gpu"]),
+                      verdict)
     console.print(table)
     console.print(f"deployable files in {rep.folder / 'best'}/<tier>/; plots and tables in "
                   f"{rep.folder}")

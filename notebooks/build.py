@@ -85,7 +85,7 @@ for isl in isl_values:
         answer = study.best(tier).best
         fronts[isl, mode] = study.pareto(tier)
         rows.append({"isl": isl, "mode": mode,
-                     "config": answer.row["config"] if answer else None,
+                     "config": answer.record.config if answer else None,
                      "tok/s per GPU": answer.predicted if answer else 0.0})
 table = pd.DataFrame(rows).pivot(index="isl", columns="mode", values="tok/s per GPU")
 table["disagg / agg"] = table["disagg"] / table["agg"]

@@ -1,4 +1,4 @@
-"""Reports: pure functions of a study's tables, and the writers of its files."""
+"""Reports: pure functions of a study's typed records, and the writers of its files."""
 
 from dynamo_bench.report.files import Report, write_report
 

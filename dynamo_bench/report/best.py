@@ -7,43 +7,48 @@ verification the highest predicted value wins (and the summary says it is unveri
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from dynamo_bench.tune.records import StudyRecord
+from dynamo_bench.tune.ranking import rank_candidates
+from dynamo_bench.tune.record import TrialRecord
+from dynamo_bench.tune.records import StudyRecord, trial_row
 
 
-@dataclass
+@dataclass(frozen=True)
 class Candidate:
-    """One explored deployment and, if it was verified, its live row."""
+    """One explored deployment (`record`) and, if it was verified, its live trial
+    (`verified`)."""
 
-    row: pd.Series
-    verified: pd.Series | None
+    record: TrialRecord
+    verified: TrialRecord | None
 
     @property
     def trial(self) -> int:
-        return int(self.row["trial"])
+        return self.record.number
 
     @property
     def predicted(self) -> float:
-        return float(self.row["value"])
+        return float(self.record.value or 0.0)
 
     @property
     def verified_ok(self) -> bool:
-        return self.verified is not None and self.verified["status"] == "complete"
+        return self.verified is not None and self.verified.status == "complete"
 
     @property
     def verified_value(self) -> float | None:
-        if self.verified is None or pd.isna(self.verified["value"]):
-            return None
-        return float(self.verified["value"])
+        return self.verified.value if self.verified is not None else None
 
     @property
     def deployment(self) -> dict[str, Any]:
-        return json.loads(self.row["deployment"])
+        return dict(self.record.deployment or {})
+
+    @property
+    def row(self) -> pd.Series:
+        """The explored trial as its row of `StudyRecord.trials` (for pandas users)."""
+        return pd.Series(trial_row(self.record))
 
 
 @dataclass
@@ -55,7 +60,7 @@ class Choice:
     best: Candidate | None
     runner_up: Candidate | None
     why_runner_up_lost: str | None
-    closest: pd.Series | None = None
+    closest: TrialRecord | None = None
     failed_verifications: list[str] = field(default_factory=list)
 
     @property
@@ -65,7 +70,7 @@ class Choice:
         if b is None:
             return "no configuration meets the SLA"
         if b.verified is not None:
-            return "meets the SLA live" if b.verified_ok else str(b.verified["reason"])
+            return "meets the SLA live" if b.verified_ok else str(b.verified.reason)
         if self.failed_verifications:
             return ("not verified: live verification failed for " +
                     "; ".join(self.failed_verifications))
@@ -73,15 +78,12 @@ class Choice:
 
 
 def ranked(record: StudyRecord, tier: str) -> list[Candidate]:
-    """Feasible explored trials, one per distinct deployment, best first (see module doc)."""
-    ex = record.tier_trials(tier, "explore")
-    ex = ex[(ex["state"] == "COMPLETE") & (ex["status"] == "complete")]
-    ex = ex.sort_values(["value", "trial"], ascending=[False, True])
-    ex = ex.drop_duplicates("deployment")
-    ver = record.tier_trials(tier, "verify")
-    ver = ver[ver["state"].isin(["COMPLETE", "FAIL"])]
-    by_target = {int(v["verifies"]): v for _, v in ver.iterrows() if pd.notna(v["verifies"])}
-    cands = [Candidate(r, by_target.get(int(r["trial"]))) for _, r in ex.iterrows()]
+    """The tier's candidates (`tune.ranking.rank_candidates` of its explored trials), each with
+    its live verification if it had one, in the order of the module doc."""
+    verified = {v.verifies: v for v in record.tier_records(tier, "verify")
+                if v.state in ("COMPLETE", "FAIL") and v.verifies is not None}
+    cands = [Candidate(r, verified.get(r.number))
+             for r in rank_candidates(record.tier_records(tier, "explore"))]
 
     def key(c: Candidate) -> tuple[int, float, int]:
         if c.verified_ok:
@@ -99,7 +101,7 @@ def _pct(a: float, b: float) -> str:
 
 def why_lost(best: Candidate, other: Candidate) -> str:
     if other.verified is not None and not other.verified_ok:
-        return f"it failed live verification: {other.verified['reason']}"
+        return f"it failed live verification: {other.verified.reason}"
     if best.verified_ok and other.verified_ok:
         return (f"lower verified throughput: {other.verified_value:.1f} vs "
                 f"{best.verified_value:.1f} output tok/s per GPU "
@@ -126,7 +128,7 @@ def caveats(choice: Choice, load_limit: int) -> list[str]:
     if b is None:
         return []
     out: list[str] = []
-    if pd.notna(b.row.get("best_load")) and float(b.row["best_load"]) >= load_limit:
+    if b.record.best is not None and b.record.best.load >= load_limit:
         out.append(f"the answer ran at load.limit ({load_limit}): it may sustain more load; "
                    "raise load.limit to find out")
     r = choice.runner_up
@@ -134,12 +136,11 @@ def caveats(choice: Choice, load_limit: int) -> list[str]:
         ours = b.verified_value if b.verified_ok and r.verified_ok else b.predicted
         theirs = r.verified_value if b.verified_ok and r.verified_ok else r.predicted
         if ours and theirs is not None and abs(theirs / ours - 1) <= NOISE:
-            out.append(f"the runner-up ({r.row['config']}) is within {NOISE:.0%} of the answer: "
-                       "a tie within noise, either is a sound choice")
-    row = b.verified if b.verified_ok else b.row
-    slack = json.loads(row["constraints"]) if isinstance(row.get("constraints"), str) else {}
-    edge = [k for k, v in slack.items() if k != "memory" and v is not None
-            and -NOISE <= float(v) <= 0]
+            out.append(f"the runner-up ({r.record.config}) is within {NOISE:.0%} of the "
+                       "answer: a tie within noise, either is a sound choice")
+    slack = b.verified.constraints if b.verified_ok and b.verified is not None \
+        else b.record.constraints
+    edge = [k for k, v in slack.items() if k != "memory" and -NOISE <= v <= 0]
     if edge:
         out.append(f"the answer meets {', '.join(edge)} within {NOISE:.0%} of the limit: a "
                    "small change in load or machine may break the SLA")
@@ -147,19 +148,44 @@ def caveats(choice: Choice, load_limit: int) -> list[str]:
 
 
 def choose(record: StudyRecord, tier: str) -> Choice:
+    """The answer for `tier` (see the module doc); pure."""
     cands = ranked(record, tier)
     if not cands:
-        ex = record.tier_trials(tier, "explore")
-        done = ex[ex["state"] == "COMPLETE"].copy()
-        closest = None
-        if not done.empty:
-            done["worst_slack"] = [max(json.loads(c).values(), default=float("inf"))
-                                   for c in done["constraints"]]
-            closest = done.sort_values("worst_slack").iloc[0]
+        done = [r for r in record.tier_records(tier, "explore") if r.state == "COMPLETE"]
+        closest = min(done, key=lambda r: max(r.constraints.values(), default=float("inf")),
+                      default=None)
         return Choice(tier, None, None, None, closest)
     best = cands[0]
     runner = cands[1] if len(cands) > 1 else None
-    failed = [f"trial {c.trial} ({c.verified['reason']})" for c in cands
+    failed = [f"trial {c.trial} ({c.verified.reason})" for c in cands
               if c.verified is not None and not c.verified_ok]
     return Choice(tier, best, runner, why_lost(best, runner) if runner is not None else None,
                   failed_verifications=failed)
+
+
+def chosen_points(choices: dict[str, Choice]) -> dict[str, tuple[int, float] | None]:
+    """Per tier, the answer's (explored trial, load) for the plots; None without an answer."""
+    return {t: (c.best.trial, c.best.record.best.load)
+            if c.best is not None and c.best.record.best is not None else None
+            for t, c in choices.items()}
+
+
+def answer_row(record: StudyRecord, choice: Choice) -> dict[str, Any]:
+    """The answer of one tier as one flat row, the one projection every view of the answers
+    shows (`TuningStudy.answers`, report.json, the CLI's table): tier, sla, trial, config,
+    gpus, concurrency (the answer's load), predicted and verified output tok/s per GPU,
+    verified_ok (None when not verified), verdict and files (best/<tier>). The answer's
+    fields are None when nothing met the SLA."""
+    b = choice.best
+    tier = choice.tier
+    return {
+        "tier": tier, "sla": str(record.slas[tier]),
+        "trial": b.trial if b else None,
+        "config": b.record.config if b else None,
+        "gpus": b.record.gpus if b else None,
+        "concurrency": b.record.best.load if b and b.record.best else None,
+        "predicted_tok_s_per_gpu": b.predicted if b else None,
+        "verified_tok_s_per_gpu": b.verified_value if b else None,
+        "verified_ok": b.verified_ok if b and b.verified is not None else None,
+        "verdict": choice.verdict,
+        "files": str(record.folder / "best" / tier) if b else None}

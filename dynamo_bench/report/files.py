@@ -25,24 +25,27 @@ import yaml
 
 from dynamo_bench.errors import UserError
 from dynamo_bench.perf.timing import tables_for
-from dynamo_bench.tune.peer import markdown, stored
-from dynamo_bench.report.best import Candidate, Choice, choose
+from dynamo_bench.report.best import Candidate, Choice, answer_row, choose, chosen_points
 from dynamo_bench.report.pareto import front_table
 from dynamo_bench.report.plots import pareto_figure
 from dynamo_bench.serving.k8s import dgd_manifest
 from dynamo_bench.serving.model_dir import resolve_model
 from dynamo_bench.serving.script import launch_script
 from dynamo_bench.specs.deployment import DeploymentSpec
+from dynamo_bench.tune.peer import markdown, stored
+from dynamo_bench.tune.record import ProbePoint
 from dynamo_bench.tune.records import StudyRecord, load_study
 
 
 @dataclass
 class Report:
-    """What `write_report` wrote and decided."""
+    """What `write_report` wrote and decided: the choice per tier, its `answer_row` per tier
+    (`answers`) and the files written."""
 
     folder: Path
     choices: dict[str, Choice]
     files: list[Path] = field(default_factory=list)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _k8s_name(text: str) -> str:
@@ -50,6 +53,11 @@ def _k8s_name(text: str) -> str:
     while "--" in name:
         name = name.replace("--", "-")
     return name[:63].strip("-") or "deployment"
+
+
+#: The fields of a tier's `answer_row` in report.json.
+REPORT_JSON_FIELDS = ("trial", "config", "predicted_tok_s_per_gpu", "verified_tok_s_per_gpu",
+                      "verified_ok")
 
 
 def best_spec(record: StudyRecord, tier: str, cand: Candidate) -> DeploymentSpec:
@@ -99,27 +107,21 @@ def write_best(record: StudyRecord, choice: Choice, dest: Path) -> list[Path]:
     return files
 
 
-def _metrics_line(point: dict[str, Any] | None) -> str:
-    if not point:
+def _metrics_line(point: ProbePoint | None) -> str:
+    if point is None:
         return "n/a"
+
     def f(k: str, d: int = 1) -> str:
-        v = point.get(k)
-        return "n/a" if v is None or pd.isna(v) else f"{v:.{d}f}"
-    return (f"concurrency {point.get('load', point.get('concurrency'))}: TTFT p90 "
+        v = getattr(point, k)
+        return "n/a" if v is None else f"{v:.{d}f}"
+    return (f"concurrency {point.load}: TTFT p90 "
             f"{f('ttft_ms_p90')} ms, ITL p90 {f('itl_ms_p90', 2)} ms, "
             f"{f('output_tok_s_per_gpu')} output tok/s per GPU, "
             f"{f('output_tok_s_per_user')} tok/s per user")
 
 
-def _point(record: StudyRecord, tier: str, kind: str, trial: int,
-           load: float | None) -> dict[str, Any] | None:
-    p = record.points
-    if p.empty:
-        return None
-    sub = p[(p["tier"] == tier) & (p["kind"] == kind) & (p["trial"] == trial)]
-    if load is not None:
-        sub = sub[sub["load"] == load]
-    return sub.iloc[-1].to_dict() if not sub.empty else None
+def _last(points: list[ProbePoint]) -> ProbePoint | None:
+    return points[-1] if points else None
 
 
 def summary_markdown(record: StudyRecord, choice: Choice) -> str:
@@ -131,33 +133,35 @@ def summary_markdown(record: StudyRecord, choice: Choice) -> str:
              f"backend {s.backend}, at most {s.budget.gpus} GPUs",
              f"- Workload: ISL {s.workload.isl.mean if s.workload.isl else 'trace'}, "
              f"OSL {s.workload.osl.mean if s.workload.osl else 'trace'}", ""]
-    ex = record.tier_trials(tier, "explore")
-    lines.append(f"Explored {len(ex)} trials ({(ex['status'] == 'complete').sum()} met the "
-                 f"SLA, {(ex['status'] == 'infeasible').sum()} did not, "
-                 f"{(ex['status'] == 'failed').sum()} failed).")
+    statuses = [r.status for r in record.tier_records(tier, "explore")]
+    lines.append(f"Explored {len(statuses)} trials ({statuses.count('complete')} met the "
+                 f"SLA, {statuses.count('infeasible')} did not, "
+                 f"{statuses.count('failed')} failed).")
     lines.append("")
     if choice.best is None:
         lines += ["## No configuration met this SLA", ""]
         if choice.closest is not None:
             c = choice.closest
-            lines += [f"Closest: trial {int(c['trial'])} ({c['config']}): {c['reason']}.", ""]
+            lines += [f"Closest: trial {c.number} ({c.config}): {c.reason}.", ""]
         lines.append("Relax the SLA, allow more GPUs, or widen the space.")
         return "\n".join(lines) + "\n"
     b = choice.best
-    predicted = _point(record, tier, "explore", b.trial, b.row["best_load"])
-    lines += ["## Answer", "", f"**{b.row['config']}** ({int(b.row['gpus'])} GPUs, trial "
+    best_load = b.record.best.load if b.record.best is not None else None
+    predicted = _last(b.record.probes_at(best_load)) if best_load is not None else None
+    lines += ["## Answer", "", f"**{b.record.config}** ({b.record.gpus} GPUs, trial "
               f"{b.trial})", "",
-              f"- Predicted ({b.row['fidelity']}): {_metrics_line(predicted)}"]
+              f"- Predicted ({b.record.fidelity}): {_metrics_line(predicted)}"]
     if b.verified is not None:
-        v = _point(record, tier, "verify", int(b.verified["trial"]), None)
-        status = "meets the SLA" if b.verified_ok else f"**{b.verified['reason']}**"
+        v = _last(b.verified.probes)
+        status = "meets the SLA" if b.verified_ok else f"**{b.verified.reason}**"
         lines.append(f"- Verified (live): {_metrics_line(v)}; {status}")
         if predicted and v:
             diffs = []
             for k, label in (("ttft_ms_p90", "TTFT p90"), ("itl_ms_p90", "ITL p90"),
                              ("output_tok_s_per_gpu", "tok/s per GPU")):
-                if predicted.get(k) and v.get(k) is not None:
-                    diffs.append(f"{label} {(v[k] / predicted[k] - 1) * 100:+.1f}%")
+                p, got = getattr(predicted, k), getattr(v, k)
+                if p and got is not None:
+                    diffs.append(f"{label} {(got / p - 1) * 100:+.1f}%")
             lines.append("- Live vs predicted: " + ", ".join(diffs))
     else:
         lines.append(f"- {choice.verdict[0].upper()}{choice.verdict[1:]} (verify with "
@@ -167,7 +171,7 @@ def summary_markdown(record: StudyRecord, choice: Choice) -> str:
                                           else "") + ".", ""]
     if choice.runner_up is not None:
         r = choice.runner_up
-        lines += ["## Runner-up", "", f"{r.row['config']} (trial {r.trial}): "
+        lines += ["## Runner-up", "", f"{r.record.config} (trial {r.trial}): "
                   f"{choice.why_runner_up_lost}.", ""]
     peer = stored(record.meta, tier)
     if peer is not None:
@@ -193,13 +197,12 @@ def write_report(folder: str | Path, storage: str | None = None, html: bool = Fa
     front.to_csv(folder / "pareto.csv", index=False)
     report.files.append(folder / "pareto.csv")
     tiers = list(record.slas)
-    chosen: dict[str, tuple[int, float] | None] = {}
     for tier in tiers:
         choice = choose(record, tier)
         report.choices[tier] = choice
-        chosen[tier] = (choice.best.trial, choice.best.row["best_load"]) \
-            if choice.best is not None else None
+        report.answers[tier] = answer_row(record, choice)
         report.files += write_best(record, choice, folder / "best" / tier)
+    chosen = chosen_points(report.choices)
     fig = pareto_figure(front, tiers, {t: str(s) for t, s in record.slas.items()}, chosen)
     fig.savefig(folder / "pareto.png", dpi=110)
     import matplotlib.pyplot as plt
@@ -207,12 +210,8 @@ def write_report(folder: str | Path, storage: str | None = None, html: bool = Fa
     plt.close(fig)
     report.files.append(folder / "pareto.png")
     (folder / "report.json").write_text(json.dumps(
-        {"tiers": {t: (None if c.best is None else {
-            "trial": c.best.trial, "config": c.best.row["config"],
-            "predicted_tok_s_per_gpu": c.best.predicted,
-            "verified_tok_s_per_gpu": c.best.verified_value,
-            "verified_ok": c.best.verified_ok if c.best.verified is not None else None})
-            for t, c in report.choices.items()},
+        {"tiers": {t: (None if a["trial"] is None else {k: a[k] for k in REPORT_JSON_FIELDS})
+                   for t, a in report.answers.items()},
          "aiconfigurator": {t: record.meta.get("peer", {}).get(t) for t in tiers}},
         indent=2, default=str) + "\n")
     report.files.append(folder / "report.json")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dynamo_bench.report.best import Choice
+from dynamo_bench.report.best import Choice, chosen_points
 from dynamo_bench.report.pareto import front_table
 from dynamo_bench.report.plots import (
     error_figure,
@@ -27,6 +26,7 @@ from dynamo_bench.report.plots import (
     latency_figure,
     pareto_figure,
 )
+from dynamo_bench.tune.record import ProbePoint
 from dynamo_bench.tune.records import StudyRecord, param_importances
 from dynamo_bench.tune.storage import redact
 
@@ -89,25 +89,22 @@ def _table(rows: list[dict[str, Any]], left: tuple[str, ...] = ()) -> str:
 
 
 def prediction_errors(record: StudyRecord, choices: dict[str, Choice]) -> pd.DataFrame:
-    """One row per (verified candidate, metric): predicted, verified, error in percent."""
+    """One row per (verified candidate, metric): predicted, verified, error in percent, from
+    each completed verification's probe at the predicted load."""
     rows = []
-    ver = record.trials[record.trials["kind"] == "verify"]
-    for _, v in ver.iterrows():
-        if pd.isna(v["predicted"]) or v["state"] != "COMPLETE":
+    for v in record.records:
+        if v.kind != "verify" or v.predicted is None or v.state != "COMPLETE":
             continue
-        predicted = json.loads(v["predicted"])
-        pts = record.points
-        live = pts[(pts["tier"] == v["tier"]) & (pts["kind"] == "verify")
-                   & (pts["trial"] == v["trial"]) & (pts["load"] == predicted["load"])]
-        if live.empty:
+        predicted = v.predicted
+        live = v.probes_at(predicted.load)
+        if not live:
             continue
-        got = live.iloc[0]
+        got = live[0]
         for key, label in ERROR_METRICS:
-            p, g = predicted.get(key), got.get(key)
-            if p and g is not None and not pd.isna(g):
-                rows.append({"tier": v["tier"], "candidate": f"{v['tier']}: trial "
-                             f"{int(v['verifies'])}", "metric": label,
-                             "load": predicted["load"], "predicted": float(p),
+            p, g = getattr(predicted, key), getattr(got, key)
+            if p and g is not None:
+                rows.append({"tier": v.tier, "candidate": f"{v.tier}: trial {v.verifies}",
+                             "metric": label, "load": predicted.load, "predicted": float(p),
                              "verified": float(g), "error_pct": (float(g) / float(p) - 1) * 100})
     return pd.DataFrame(rows)
 
@@ -131,8 +128,8 @@ def _question(record: StudyRecord) -> str:
         ("searched", searched + f"; router: {', '.join(s.space.router.mode)}"),
         ("fidelity", f"explore {s.fidelity.explore}, verify {s.fidelity.verify} "
                      f"(top {s.fidelity.verify_top})"),
-        ("trials", f"{len(record.trials[record.trials['kind'] == 'explore'])} explored, "
-                   f"{len(record.trials[record.trials['kind'] == 'verify'])} verified live"),
+        ("trials", f"{sum(r.kind == 'explore' for r in record.records)} explored, "
+                   f"{sum(r.kind == 'verify' for r in record.records)} verified live"),
     ]
     body = "".join(f'<tr><th class="l">{html.escape(k)}</th><td class="l">{html.escape(str(v))}'
                    "</td></tr>" for k, v in rows)
@@ -146,25 +143,23 @@ def _answer(record: StudyRecord, choice: Choice) -> str:
     if choice.best is None:
         out.append('<p class="bad">No configuration met this SLA.</p>')
         if choice.closest is not None:
-            out.append(f"<p>Closest: trial {int(choice.closest['trial'])} "
-                       f"(<code>{html.escape(str(choice.closest['config']))}</code>): "
-                       f"{html.escape(str(choice.closest['reason']))}</p>")
+            c = choice.closest
+            out.append(f"<p>Closest: trial {c.number} "
+                       f"(<code>{html.escape(str(c.config))}</code>): "
+                       f"{html.escape(str(c.reason))}</p>")
         return "".join(out) + "</div>"
     b = choice.best
-    out.append(f"<p><b><code>{html.escape(str(b.row['config']))}</code></b> — "
-               f"{int(b.row['gpus'])} GPUs, trial {b.trial}</p>")
+    out.append(f"<p><b><code>{html.escape(str(b.record.config))}</code></b> — "
+               f"{b.record.gpus} GPUs, trial {b.trial}</p>")
     rows = []
-    pts = record.points
-    pred = pts[(pts["tier"] == tier) & (pts["kind"] == "explore") & (pts["trial"] == b.trial)
-               & (pts["load"] == b.row["best_load"])]
-    if not pred.empty:
-        rows.append({"": f"predicted ({b.row['fidelity']})", **_metric_cells(pred.iloc[0])})
+    best_load = b.record.best.load if b.record.best is not None else None
+    pred = b.record.probes_at(best_load) if best_load is not None else []
+    if pred:
+        rows.append({"": f"predicted ({b.record.fidelity})", **_metric_cells(pred[0])})
     if b.verified is not None:
-        live = pts[(pts["tier"] == tier) & (pts["kind"] == "verify")
-                   & (pts["trial"] == b.verified["trial"])]
-        ok = live[live["feasible"].astype(bool)] if not live.empty else live
-        shown = ok.sort_values("load").iloc[-1] if not ok.empty else (
-            live.iloc[-1] if not live.empty else None)
+        live = b.verified.probes
+        ok = [p for p in live if p.feasible]
+        shown = sorted(ok, key=lambda p: p.load)[-1] if ok else (live[-1] if live else None)
         if shown is not None:
             rows.append({"": "verified (live)", **_metric_cells(shown)})
     out.append(_table(rows, left=("",)))
@@ -173,7 +168,7 @@ def _answer(record: StudyRecord, choice: Choice) -> str:
     elif b.verified_ok:
         out.append('<p class="ok">meets the SLA live</p>')
     else:
-        out.append(f'<p class="bad">live: {html.escape(str(b.verified["reason"]))}</p>')
+        out.append(f'<p class="bad">live: {html.escape(str(b.verified.reason))}</p>')
     files = [f"best/{tier}/{n}" for n in ("deployment.yaml", "launch.sh", "k8s.yaml",
                                           "summary.md")]
     out.append("<p>Files: " + ", ".join(f'<a href="{f}"><code>{f}</code></a>' for f in files)
@@ -181,15 +176,15 @@ def _answer(record: StudyRecord, choice: Choice) -> str:
                f"{html.escape(tier)}/deployment.yaml</code></p>")
     if choice.runner_up is not None:
         out.append(f"<p class=\"muted\">Runner-up: <code>"
-                   f"{html.escape(str(choice.runner_up.row['config']))}</code> — "
+                   f"{html.escape(str(choice.runner_up.record.config))}</code> — "
                    f"{html.escape(str(choice.why_runner_up_lost))}</p>")
     return "".join(out) + "</div>"
 
 
-def _metric_cells(p: pd.Series) -> dict[str, Any]:
-    return {"concurrency": int(p["load"]), "TTFT p90 ms": p.get("ttft_ms_p90"),
-            "ITL p90 ms": p.get("itl_ms_p90"), "tok/s per GPU": p.get("output_tok_s_per_gpu"),
-            "tok/s per user": p.get("output_tok_s_per_user")}
+def _metric_cells(p: ProbePoint) -> dict[str, Any]:
+    return {"concurrency": int(p.load), "TTFT p90 ms": p.ttft_ms_p90,
+            "ITL p90 ms": p.itl_ms_p90, "tok/s per GPU": p.output_tok_s_per_gpu,
+            "tok/s per user": p.output_tok_s_per_user}
 
 
 def _peer(record: StudyRecord, tier: str) -> str:
@@ -215,15 +210,14 @@ def html_report(record: StudyRecord, choices: dict[str, Choice]) -> str:
     """The whole page as a string."""
     tiers = list(record.slas)
     front = front_table(record.points)
-    chosen = {t: (c.best.trial, c.best.row["best_load"]) if c.best else None
-              for t, c in choices.items()}
+    chosen = chosen_points(choices)
     curves: dict[str, list[tuple[str, int, str]]] = {}
     for t, c in choices.items():
         curves[t] = []
         if c.best is not None:
             curves[t].append((f"answer (trial {c.best.trial})", c.best.trial, "explore"))
             if c.best.verified is not None:
-                curves[t].append(("answer, live", int(c.best.verified["trial"]), "verify"))
+                curves[t].append(("answer, live", c.best.verified.number, "verify"))
         if c.runner_up is not None:
             curves[t].append((f"runner-up (trial {c.runner_up.trial})", c.runner_up.trial,
                               "explore"))
@@ -252,9 +246,8 @@ def html_report(record: StudyRecord, choices: dict[str, Choice]) -> str:
                 "best feasible value so far.", "history"),
         "<h2>Parameter importance</h2>",
         _figure(importance_figure({t: param_importances(record, t) for t in tiers},
-                                  {t: int(((record.trials["tier"] == t)
-                                           & (record.trials["kind"] == "explore")
-                                           & (record.trials["state"] == "COMPLETE")).sum())
+                                  {t: sum(r.state == "COMPLETE"
+                                          for r in record.tier_records(t, "explore"))
                                    for t in tiers}),
                 "Which parameters explain the throughput per GPU (PED-ANOVA over the "
                 "completed trials).", "importance"),

@@ -211,7 +211,17 @@ class ReplayEvaluator(Evaluator):
         super().__init__(workload, load)
         self._cache: dict[tuple[str, int], list[Metrics]] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._store = ProbeStore() if store == "default" else store
+        self._store_setting = store
+        self._opened: ProbeStore | None = None
+
+    @property
+    def _store(self) -> ProbeStore | None:
+        """The probe store, opened on the first probe (a refused study writes nothing)."""
+        if self._store_setting != "default":
+            return self._store_setting
+        if self._opened is None:
+            self._opened = ProbeStore()
+        return self._opened
 
     def _runs(self, spec: DeploymentSpec, key: str, w: WorkloadSpec, n: int) -> list[Metrics]:
         """At least `n` replays of `w` on `spec` (cached; the missing ones run in parallel)."""
@@ -237,9 +247,10 @@ class ReplayEvaluator(Evaluator):
             # a stored answer is keyed by the limits it was repeated near (None: not repeated)
             stored = ProbeStore.key(key, w.model_dump(mode="json"), None)
             near = ProbeStore.key(key, w.model_dump(mode="json"), str(sla))
-            if self._store is not None:
+            store = self._store
+            if store is not None:
                 for k in (near, stored):
-                    found = self._store.get(k)
+                    found = store.get(k)
                     if found is not None and (k == near or not (
                             random_ties and _near_limit(sla, found))):
                         return found
@@ -248,8 +259,8 @@ class ReplayEvaluator(Evaluator):
             if random_ties and self.load.replay_repeats > 1 and _near_limit(sla, runs[0]):
                 runs = self._runs(spec, key, w, self.load.replay_repeats)
                 out, k = median_run(sla, runs[:self.load.replay_repeats]), near
-            if self._store is not None:
-                self._store.put(k, out)
+            if store is not None:
+                store.put(k, out)
             return out
 
         return measure

@@ -1,15 +1,17 @@
-"""Read a study back from its storage alone, as plain pandas tables (no Optuna types).
+"""Read a study back from its storage alone: typed trial records, and pandas tables of them.
 
 `load_study(folder)` opens the storage the folder's `study.yaml` names and returns a
-`StudyRecord`: the sweep, the SLA per tier, one row per trial (`trials`) and one row per load
-point measured inside a trial (`points`). Reports are pure functions of these tables.
+`StudyRecord`: the sweep, the SLA per tier and one `TrialRecord` per trial of every tier
+(`records`). Reports are pure functions of it. For pandas users the same records are also flat
+tables: `trials` (one row per trial) and `points` (one row per load point measured inside a
+trial); their cells are plain values, never JSON.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,12 @@ import yaml
 
 from dynamo_bench.errors import DynamoBenchError, UserError
 from dynamo_bench.specs.sla import SLA
+from dynamo_bench.tune.names import SCHEMA_VERSION, STUDY_FILE, study_name
+from dynamo_bench.tune.record import Kind, TrialRecord
 from dynamo_bench.tune.storage import open_storage, redact, resolve_recorded, storage_url
 from dynamo_bench.tune.sweep import SweepSpec
-from dynamo_bench.tune.tuner import SCHEMA_VERSION, STUDY_FILE, study_name
 
-#: Metrics of a trial's best point copied into its row.
+#: Metrics of a trial's best point (and of a verification's predicted point) in its row.
 BEST_FIELDS = ("ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p99", "itl_ms_p50", "itl_ms_p90",
                "itl_ms_p99", "e2e_ms_p90", "output_tok_s", "output_tok_s_per_gpu",
                "output_tok_s_per_user", "request_s", "prefix_cache_hit_rate")
@@ -31,20 +34,67 @@ BEST_FIELDS = ("ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p99", "itl_ms_p50", "itl_m
 
 @dataclass
 class StudyRecord:
-    """Everything a study holds, as tables. `trials` has one row per trial of every tier
-    (exploration and verification), `points` one row per measured load point."""
+    """Everything a study holds. `records` has one `TrialRecord` per trial of every tier
+    (exploration and verification, in study order, by trial number within each); `trials`
+    and `points` are the same as tables (see `trial_row`, `point_rows`)."""
 
     folder: Path
     storage: str
     sweep: SweepSpec
     slas: dict[str, SLA]
-    trials: pd.DataFrame
-    points: pd.DataFrame
+    records: list[TrialRecord]
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def tier_records(self, tier: str, kind: Kind = "explore") -> list[TrialRecord]:
+        """The records of one tier's exploration or verification study."""
+        return [r for r in self.records if r.tier == tier and r.kind == kind]
+
+    @cached_property
+    def trials(self) -> pd.DataFrame:
+        """One row per trial (`trial_row`)."""
+        return pd.DataFrame([trial_row(r) for r in self.records])
+
+    @cached_property
+    def points(self) -> pd.DataFrame:
+        """One row per load point measured (`point_rows`)."""
+        return pd.DataFrame([row for r in self.records for row in point_rows(r)])
+
     def tier_trials(self, tier: str, kind: str = "explore") -> pd.DataFrame:
+        """The rows of `trials` of one tier's exploration or verification study."""
         t = self.trials
         return t[(t["tier"] == tier) & (t["kind"] == kind)]
+
+
+def trial_row(r: TrialRecord) -> dict[str, Any]:
+    """A trial as one flat row: its identity, verdict, best point (`best_*`), SLA slack per
+    constraint (`constraint_*`), the predicted point of a verification (`predicted_*`) and
+    its parameters (`param_*`)."""
+    best = r.best
+    predicted = r.predicted
+    row: dict[str, Any] = {
+        "tier": r.tier, "kind": r.kind, "trial": r.number, "state": r.state,
+        "status": r.status, "reason": r.reason, "fidelity": r.fidelity, "config": r.config,
+        "mode": r.mode, "gpus": r.gpus, "value": r.value,
+        "best_load": best.load if best else None, "limited_by": r.limited_by,
+        **{f"best_{k}": getattr(best, k) if best else None for k in BEST_FIELDS},
+        "verifies": r.verifies, "duplicate_of": r.duplicate_of, "local_move": r.local_move,
+        "start_point": r.start_point,
+        "retry_of": r.retry_of, "elapsed_s": r.elapsed_s, "gpu_hours": r.gpu_hours,
+        "started": r.started, "completed": r.completed, "tuner": r.tuner,
+        **{f"constraint_{k}": v for k, v in r.constraints.items()},
+        "predicted_load": predicted.load if predicted else None,
+        **{f"predicted_{k}": getattr(predicted, k) if predicted else None
+           for k in BEST_FIELDS},
+    }
+    row.update({f"param_{k}": v for k, v in r.params.items()})
+    return row
+
+
+def point_rows(r: TrialRecord) -> list[dict[str, Any]]:
+    """A trial's probes as rows, in the order they ran, each with the trial's identity."""
+    return [{"tier": r.tier, "kind": r.kind, "trial": r.number, "probe": i,
+             "fidelity": r.fidelity, "config": r.config, "mode": r.mode, **p.model_dump()}
+            for i, p in enumerate(r.probes)]
 
 
 def study_storage(folder: Path) -> str:
@@ -87,66 +137,23 @@ def load_study(folder: str | Path, storage: str | None = None) -> StudyRecord:
                             f"(named in {folder / STUDY_FILE})")
     sweep = SweepSpec.model_validate(explore[0].user_attrs["sweep"])
     slas = sweep.slas()
-    trial_rows: list[dict[str, Any]] = []
-    point_rows: list[dict[str, Any]] = []
+    records: list[TrialRecord] = []
     names = {s.study_name for s in summaries}
     peers: dict[str, Any] = {}
     for tier in slas:
-        for kind, name in (("explore", study_name(sweep.name, tier)),
-                           ("verify", study_name(sweep.name, tier, verify=True))):
+        kinds: tuple[tuple[Kind, str], ...] = (
+            ("explore", study_name(sweep.name, tier)),
+            ("verify", study_name(sweep.name, tier, verify=True)))
+        for kind, name in kinds:
             if name not in names:
                 continue
             study = optuna.load_study(study_name=name, storage=backend)
             if kind == "explore" and "peer" in study.user_attrs:
                 peers[tier] = study.user_attrs["peer"]
-            for t in study.get_trials(deepcopy=False):
-                row, pts = _rows(t, tier, kind)
-                trial_rows.append(row)
-                point_rows += pts
-    trials = pd.DataFrame(trial_rows)
-    points = pd.DataFrame(point_rows)
-    return StudyRecord(folder, url, sweep, slas, trials, points,
+            records += [TrialRecord.from_trial(t, tier, kind)
+                        for t in study.get_trials(deepcopy=False)]
+    return StudyRecord(folder, url, sweep, slas, records,
                        meta={"tiers": list(slas), "peer": peers})
-
-
-def _rows(t: optuna.trial.FrozenTrial, tier: str, kind: str
-          ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    ua = t.user_attrs
-    ev = ua.get("evaluation") or {}
-    best = ev.get("best") or {}
-    dep = ua.get("deployment") or {}
-    row: dict[str, Any] = {
-        "tier": tier, "kind": kind, "trial": t.number, "state": t.state.name,
-        "status": ua.get("status", "failed" if t.state.name == "FAIL" else None),
-        "reason": ua.get("reason"), "fidelity": ua.get("fidelity"), "config": ua.get("config"),
-        "mode": dep.get("mode"), "gpus": _gpus(dep),
-        "value": t.values[0] if t.values else None,
-        "best_load": best.get("load"), "limited_by": ev.get("limited_by"),
-        **{f"best_{k}": best.get(k) for k in BEST_FIELDS},
-        "verifies": ua.get("verifies"), "duplicate_of": ua.get("duplicate_of"),
-        "start_point": bool(ua.get("start_point", False)), "retry_of": ua.get("retry_of"),
-        "elapsed_s": ev.get("elapsed_s"), "gpu_hours": ev.get("gpu_hours"),
-        "started": t.datetime_start, "completed": t.datetime_complete,
-        "tuner": ua.get("tuner"),
-        "constraints": json.dumps({k.split(":", 1)[1]: v for k, v in t.system_attrs.items()
-                                   if k.startswith("constraints:")}),
-        "deployment": json.dumps(dep, sort_keys=True) if dep else None,
-        "predicted": json.dumps(ua["predicted"]) if "predicted" in ua else None,
-    }
-    row.update({f"param_{k}": v for k, v in t.params.items()})
-    points = []
-    for i, p in enumerate(ev.get("points") or []):
-        points.append({"tier": tier, "kind": kind, "trial": t.number, "probe": i,
-                       "fidelity": ua.get("fidelity"), "config": ua.get("config"),
-                       "mode": dep.get("mode"), **p})
-    return row, points
-
-
-def _gpus(dep: dict[str, Any]) -> int | None:
-    workers = dep.get("workers") or {}
-    if not workers:
-        return None
-    return sum(g.get("replicas", 1) * g.get("tp", 1) * g.get("pp", 1) for g in workers.values())
 
 
 def param_importances(record: StudyRecord, tier: str) -> dict[str, float]:

@@ -14,22 +14,20 @@
       interactive: ttft_ms.p90<=300,itl_ms.p90<=15
       batch: ttft_ms.p90<=2000,itl_ms.p90<=50
 
-`load_sweep` is the one boundary where such a file becomes a validated `SweepSpec`: every
-mistake (unknown parameter, empty list, low > high, a budget smaller than one worker, an unknown
-SLA metric, a deployment knob the backend rejects) is one `SpecError` naming the field.
+This module holds the file's types and their field-level rules. `tune.sweep_file.load_sweep` is
+the one boundary where such a file becomes a validated `SweepSpec`: it adds the checks that need
+the search space (tune/space.py) as well.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from dynamo_bench.errors import SpecError
 from dynamo_bench.specs.base import Strict, _FieldError, field_error
-from dynamo_bench.specs.deployment import Backend, DeploymentSpec, Mode, RouterMode, WorkerGroup
-from dynamo_bench.specs.loading import describe_validation_error, parse_spec, read_yaml
+from dynamo_bench.specs.deployment import Backend, DeploymentSpec, Mode, RouterMode
+from dynamo_bench.specs.loading import parse_spec
 from dynamo_bench.specs.sla import SLA, parse_sla
 from dynamo_bench.specs.workload import WorkloadSpec
 
@@ -276,65 +274,20 @@ class SweepSpec(Strict):
         return {tier: parse_sla(text, tier, f"sla.{tier}") for tier, text in self.sla.items()}
 
 
-def parse_sweep(data: Any, source: str | None = None, base_dir: Path | None = None) -> SweepSpec:
-    """Validate loaded YAML as a `SweepSpec`; a `workload:` path is read relative to `base_dir`.
-
-    Raises `SpecError` (one line, naming the field) for anything wrong, including a space in
-    which no layout fits the budget and deployment fields the backend rejects.
-    """
-    if isinstance(data, dict) and isinstance(data.get("workload"), str):
-        wpath = Path(data["workload"]).expanduser()
-        if not wpath.is_absolute() and base_dir is not None:
-            wpath = base_dir / wpath
-        try:
-            data = {**data, "workload": read_yaml(wpath)}
-        except SpecError as e:
-            raise SpecError("workload", f"{wpath}: {e.message}", source) from None
-    try:
-        sweep = parse_spec(SweepSpec, data, source)
-    except SpecError as e:
-        # a SpecError raised by a validator (an SLA tier) arrives wrapped: keep its own field
-        raise _unwrap(e, source) from None
-    from dynamo_bench.tune.space import check_space  # the space needs the sweep type
-
-    try:
-        _check_worker_defaults(sweep)
-        check_space(sweep)
-    except SpecError as e:
-        raise SpecError(e.field, e.message, source) from None
-    return sweep
-
-
-def _unwrap(e: SpecError, source: str | None) -> SpecError:
-    marker = "sla."
-    if e.field == "sla" or e.field.startswith(marker):
-        inner = e.message
-        if inner.startswith(marker) and ": " in inner:
-            field, msg = inner.split(": ", 1)
-            return SpecError(field, msg, source)
-    return e
-
-
-def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep file (see the module docstring)."""
-    p = Path(path)
-    return parse_sweep(read_yaml(p), str(p), p.parent)
-
-
 def base_deployment(sweep: SweepSpec, **fields: Any) -> DeploymentSpec:
     """A `DeploymentSpec` from the sweep's fixed fields plus `fields` (mode, workers, router)."""
     data = {"name": sweep.name, **sweep.deployment, **fields}
     return parse_spec(DeploymentSpec, data)
 
 
-def _check_worker_defaults(sweep: SweepSpec) -> None:
-    searched = {"replicas", "tp", "pp", "block_size", "max_num_seqs", "max_num_batched_tokens",
-                "enable_prefix_caching", "enable_chunked_prefill"} & set(sweep.worker_defaults)
-    if searched:
-        raise SpecError(f"worker_defaults.{sorted(searched)[0]}", "is a searched knob: list it "
-                        "under space instead")
-    try:
-        WorkerGroup.model_validate(sweep.worker_defaults)
-    except ValidationError as err:
-        e = describe_validation_error(WorkerGroup, err)
-        raise SpecError(f"worker_defaults.{e.field}", e.message) from None
+# `parse_sweep` and `load_sweep` live in tune/sweep_file.py, which sees both the sweep and its
+# space; they stay importable from here under their old names.
+_MOVED = ("parse_sweep", "load_sweep")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from dynamo_bench.tune import sweep_file
+
+        return getattr(sweep_file, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

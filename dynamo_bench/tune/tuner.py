@@ -31,7 +31,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Literal
 
 import optuna
@@ -67,9 +66,9 @@ from dynamo_bench.tune.storage import (
     tuner_id,
 )
 from dynamo_bench.tune.sweep import SweepSpec
-
-STUDY_FILE = "study.yaml"
-SCHEMA_VERSION = 1
+from dynamo_bench.tune.names import SCHEMA_VERSION, STUDY_FILE, study_name
+from dynamo_bench.tune.ranking import rank_candidates
+from dynamo_bench.tune.record import ProbePoint, TrialRecord
 
 #: Called after every trial: (tier, trials done, trials planned, best value or None, label).
 @dataclass(frozen=True)
@@ -145,10 +144,6 @@ def _raise_stopped(signum: int, frame: Any) -> None:
     raise _Stopped(f"received {signal.Signals(signum).name}")
 
 
-def study_name(sweep_name: str, tier: str, verify: bool = False) -> str:
-    return f"{sweep_name}.{tier}" + (".verify" if verify else "")
-
-
 def make_sampler(sweep: SweepSpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sweep's sampler, seeded. TPE is multivariate and grouped: the conditional
     parameters of agg and disagg trials are modelled separately."""
@@ -197,7 +192,7 @@ def constraint_values(sla: SLA, ev: Evaluation) -> dict[str, float]:
         if point is None or point.get(c.key) is None:
             out[c.key] = 1.0
         else:
-            out[c.key] = c.slack(SimpleNamespace(**point))
+            out[c.key] = c.slack(ProbePoint.model_validate(point))
     out["memory"] = ev.memory_shortfall
     return out
 
@@ -747,20 +742,12 @@ def since_improvement(trials: list[optuna.trial.FrozenTrial]) -> int:
 
 
 def candidates(study: optuna.Study, top: int) -> list[optuna.trial.FrozenTrial]:
-    """The `top` feasible trials with the best first objective, one per distinct deployment."""
-    seen: set[str] = set()
-    out = []
-    ranked = sorted((t for t in study.get_trials(deepcopy=False) if is_feasible(t)),
-                    key=lambda t: (-t.values[0], t.number))
-    for t in ranked:
-        key = json.dumps(t.user_attrs.get("deployment"), sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(t)
-        if len(out) == top:
-            break
-    return out
+    """The first `top` trials of `tune.ranking.rank_candidates`: feasible, best first
+    objective first, one per distinct deployment."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    tier = str(study.user_attrs.get("tier", ""))
+    ranked = rank_candidates(TrialRecord.from_trial(t, tier, "explore") for t in trials.values())
+    return [trials[r.number] for r in ranked[:top]]
 
 
 def _claimed_elsewhere(study: optuna.Study, trial: optuna.Trial) -> bool:

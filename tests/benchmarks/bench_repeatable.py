@@ -22,7 +22,7 @@ from pathlib import Path
 
 from dynamo_bench.tune.evaluate import ReplayEvaluator
 from dynamo_bench.tune.space import deployment_for, enumerate_params, knobs_from_params
-from dynamo_bench.tune.sweep import load_sweep
+from dynamo_bench.tune.sweep_file import load_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEP = REPO / "sweeps" / "bench" / "samplers.yaml"

@@ -38,7 +38,8 @@ from dynamo_bench.specs.metrics import Metrics
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.tune.evaluate import Evaluation, Evaluator, ReplayEvaluator
 from dynamo_bench.tune.space import deployment_for, enumerate_params, knobs_from_params
-from dynamo_bench.tune.sweep import SweepSpec, load_sweep
+from dynamo_bench.tune.sweep import SweepSpec
+from dynamo_bench.tune.sweep_file import load_sweep
 from dynamo_bench.tune.tuner import TuneOptions, Tuner
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from dynamo_bench import api
-from dynamo_bench.tune.sweep import parse_sweep
+from dynamo_bench.tune.sweep_file import parse_sweep
 from dynamo_bench.tune.tuner import TuneOptions, Tuner
 from tests.helpers import sigint_default, wait_gone
 from tests.postgres import postgres_server

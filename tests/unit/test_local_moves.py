@@ -15,7 +15,7 @@ from dynamo_bench.tune.space import (
     parse_layout,
     suggest_params,
 )
-from dynamo_bench.tune.sweep import load_sweep
+from dynamo_bench.tune.sweep_file import load_sweep
 
 SWEEP = load_sweep("sweeps/bench/samplers.yaml")
 

@@ -12,7 +12,7 @@ import pytest
 
 from dynamo_bench import api
 from dynamo_bench.tune.peer import EVALUATORS, PeerComparison, question
-from dynamo_bench.tune.sweep import parse_sweep
+from dynamo_bench.tune.sweep_file import parse_sweep
 
 SWEEP = {
     "name": "peer-unit", "deployment": {"model": "Qwen3-8B", "backend": "vllm",

@@ -11,7 +11,7 @@ from dynamo_bench.specs.sla import parse_sla
 from dynamo_bench.tune.evaluate import ReplayEvaluator, median_run
 from dynamo_bench.tune.probes import ProbeStore
 from dynamo_bench.tune.space import deployment_for, knobs_from_params
-from dynamo_bench.tune.sweep import load_sweep
+from dynamo_bench.tune.sweep_file import load_sweep
 
 SWEEP = load_sweep("sweeps/bench/samplers.yaml")
 KV_AGG = {"mode": "agg", "agg.layout": "4x tp2", "enable_prefix_caching": True,

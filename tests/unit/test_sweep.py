@@ -21,7 +21,7 @@ from dynamo_bench.tune.space import (
     parse_layout,
     space_size,
 )
-from dynamo_bench.tune.sweep import load_sweep, parse_sweep
+from dynamo_bench.tune.sweep_file import load_sweep, parse_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
