@@ -278,16 +278,3 @@ def base_deployment(sweep: SweepSpec, **fields: Any) -> DeploymentSpec:
     """A `DeploymentSpec` from the sweep's fixed fields plus `fields` (mode, workers, router)."""
     data = {"name": sweep.name, **sweep.deployment, **fields}
     return parse_spec(DeploymentSpec, data)
-
-
-# `parse_sweep` and `load_sweep` live in tune/sweep_file.py, which sees both the sweep and its
-# space; they stay importable from here under their old names.
-_MOVED = ("parse_sweep", "load_sweep")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from dynamo_bench.tune import sweep_file
-
-        return getattr(sweep_file, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,15 +42,6 @@ def test_importing_a_module_leaves_the_layers_above_it_alone(module: str,
     assert not loaded & absent, f"importing {module} loads {sorted(loaded & absent)}"
 
 
-def test_the_sweep_loaders_keep_their_old_import_path() -> None:
-    from dynamo_bench.tune import sweep, sweep_file
-    from dynamo_bench.tune.sweep import load_sweep, parse_sweep
-
-    assert parse_sweep is sweep_file.parse_sweep and load_sweep is sweep_file.load_sweep
-    with pytest.raises(AttributeError):
-        sweep.no_such_name  # noqa: B018
-
-
 def test_a_typed_record_needs_no_optuna() -> None:
     code = "import sys, dynamo_bench.tune.record; print('optuna' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
