@@ -4,8 +4,9 @@ A sampler that has converged keeps proposing configurations it has already seen.
 proposal is answered from the earlier trial (the sampler learns nothing new, and the trial is
 marked `duplicate_of`; it does not count against the budget or the patience), and the next trial
 is a local move instead: an unexplored neighbour (tune/space.py: `neighbours`) of the best
-feasible trials, best first, in a seeded random order; failing that, an unexplored
-configuration of a finite space; failing that, the space is exhausted.
+feasible trials, best first, in a seeded random order; failing that, a random unexplored
+configuration (of a finite space: the last ones found by enumerating it); failing that, the
+space is exhausted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from optuna.trial import TrialState
 
 from dynamo_bench.errors import SpecError
 from dynamo_bench.tune.space import (
+    FixedParams,
+    complete_params,
     deployment_for,
     enumerate_params,
     knobs_from_params,
@@ -101,13 +104,43 @@ class Evaluated:
         return None
 
     def _unexplored(self) -> Iterator[dict[str, Any]]:
-        """The configurations of a finite space in a seeded random order (nothing for a space
-        with ranges); resumes where the previous call stopped."""
+        """Configurations to try when no neighbour is left: random draws first (cheap in any
+        space), then, for a finite space, every configuration in a seeded random order
+        (enumerating a large space takes seconds, so only a nearly exhausted one gets there).
+        Resumes where the previous call stopped."""
         if self._rest is None:
-            try:
-                every = list(enumerate_params(self.sweep))
-            except SpecError:  # a range: not enumerable
-                every = []
-            self.rng.shuffle(every)
-            self._rest = iter(every)
+            self._rest = self._draws()
         return self._rest
+
+    def _draws(self) -> Iterator[dict[str, Any]]:
+        for _ in range(RANDOM_DRAWS):
+            yield complete_params(self.sweep, {}, _RandomChoices(self.rng))
+        try:
+            every = list(enumerate_params(self.sweep))
+        except SpecError:  # a range: not enumerable
+            return
+        self.rng.shuffle(every)
+        yield from every
+
+
+#: random draws tried for an unexplored configuration before a finite space is enumerated
+RANDOM_DRAWS = 200
+
+
+class _RandomChoices(FixedParams):
+    """A `Suggester` answering every parameter with a uniformly random choice."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__({})
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.rng.choice(list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1,
+                    log: bool = False) -> int:
+        return self.rng.randrange(low, high + 1, step)
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        return self.rng.uniform(low, high)

@@ -375,33 +375,45 @@ def _space_field(field: str) -> str:
 class _Recording(FixedParamsDefault):
     """`FixedParamsDefault` that records every parameter asked, its value and its choices."""
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: dict[str, Any], fill: Suggester | None = None) -> None:
         super().__init__(params)
+        self.fill = fill  # answers what `params` lacks (None: the first choice)
         self.asked: dict[str, Any] = {}
         self.choices: dict[str, list[Any] | tuple[int, int, int]] = {}
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
-        v = super().suggest_categorical(name, choices)
+        if self.fill is not None and name not in self.params:
+            v = self.fill.suggest_categorical(name, choices)
+        else:
+            v = super().suggest_categorical(name, choices)
         self.asked[name], self.choices[name] = v, list(choices)
         return v
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1,
                     log: bool = False) -> int:
-        v = super().suggest_int(name, low, high, step, log)
+        if self.fill is not None and name not in self.params:
+            v = self.fill.suggest_int(name, low, high, step, log)
+        else:
+            v = super().suggest_int(name, low, high, step, log)
         self.asked[name], self.choices[name] = v, (low, high, step)
         return v
 
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
                       log: bool = False) -> float:
-        v = super().suggest_float(name, low, high, step=step, log=log)
+        if self.fill is not None and name not in self.params:
+            v = self.fill.suggest_float(name, low, high, step=step, log=log)
+        else:
+            v = super().suggest_float(name, low, high, step=step, log=log)
         self.asked[name] = v  # no neighbours along a continuous knob
         return v
 
 
-def complete_params(sweep: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
-    """`params` with every parameter the space asks for given (missing ones take their first
-    choice), and none it does not ask for (e.g. KV router weights after a switch away)."""
-    rec = _Recording(params)
+def complete_params(sweep: SweepSpec, params: dict[str, Any],
+                    fill: Suggester | None = None) -> dict[str, Any]:
+    """`params` with every parameter the space asks for given (missing ones from `fill`, by
+    default their first choice), and none it does not ask for (e.g. KV router weights after a
+    switch away)."""
+    rec = _Recording(params, fill)
     suggest_params(rec, sweep)
     return rec.asked
 
