@@ -271,7 +271,8 @@ class Truth:
     method: str
     by_tier: dict[str, dict[str, dict[str, Any]]]
     meta: dict[str, Any]
-    dirty: bool = False
+    dirty: bool = False  # holds evaluations the file lacks
+    cached: bool = False  # read complete from the cache (not computed by this run)
 
     def add(self, problem: Problem, found: dict[str, dict[str, Any]]) -> int:
         """Add evaluations (params key -> {tier: attrs}); every params key of the same
@@ -330,11 +331,11 @@ def ground_truth(problem: Problem, s: Settings) -> Truth:
     if s.quick:
         full = read_truth(problem, truth_method(problem, FULL))
         if full is not None and full.meta.get("complete"):
-            full.meta["cached"] = True
+            full.cached = True
             return full
     cached = read_truth(problem, method)
     if cached is not None and cached.meta.get("complete"):
-        cached.meta["cached"] = True
+        cached.cached = True
         return cached
     truth = cached or Truth(truth_path(problem, method), method,
                             {t: {} for t in problem.tiers}, {})
@@ -628,7 +629,7 @@ def print_problem(problem: Problem, truth: Truth, results: list[dict[str, Any]],
           f"{problem.sweep.budget.trials} trials, patience {problem.sweep.budget.patience}; "
           f"curve runs {curve_n} evaluations")
     print(f"    ground truth: {gt}"
-          + (", cached" if truth.meta.get("cached") else
+          + (", cached" if truth.cached else
              f", {truth.meta.get('seconds', 0):.0f} s"))
     for tier in problem.tiers:
         rows = truth.by_tier[tier]
