@@ -11,7 +11,9 @@ from a trusted guess (`first_step`), start small and grow: x(1 + s), then s doub
 to a doubling, so a good guess is bracketed with one or two probes. Its probe budget is derived
 from the floor, the first guess, the limit and the first step (`probe_budget`): the worst case of
 exactly this procedure, so the search always ends on the SLA, the limit, the floor or an
-unusable measurement, never on the budget.
+unusable measurement, never on the budget. A caller that only needs to know whether the result
+can beat a value passes `give_up`: asked of every probe that misses the SLA, True ends the
+search there ("cut").
 """
 
 from __future__ import annotations
@@ -42,22 +44,31 @@ class SearchOutcome(Generic[T]):
     `best` is the highest feasible load measured, `above` the lowest infeasible (or unusable)
     load above it. `limited_by` says why the search stopped: "sla" (bracketed the boundary),
     "limit" (the highest allowed load still meets the SLA), "client" (measurements stopped being
-    trustworthy before the boundary), "budget" (ran out of probes), or "infeasible" (even the
-    lowest load fails).
+    trustworthy before the boundary), "budget" (ran out of probes), "infeasible" (even the
+    lowest load fails), or "cut" (`give_up` said so of the probe in `above`; `best`, if any,
+    is the highest feasible load measured until then).
     """
 
     probes: list[Probe[T]] = field(default_factory=list)
     best: Probe[T] | None = None
     above: Probe[T] | None = None
-    limited_by: Literal["sla", "limit", "client", "budget", "infeasible"] = "sla"
+    limited_by: Literal["sla", "limit", "client", "budget", "infeasible", "cut"] = "sla"
 
 
-def _recorder(evaluate: Callable[[float], Probe[T]], out: SearchOutcome[T]
+class _Cut(Exception):
+    """Raised inside a search when `give_up` accepts a probe; caught by `search_max_load`."""
+
+
+def _recorder(evaluate: Callable[[float], Probe[T]], out: SearchOutcome[T],
+              give_up: Callable[[Probe[T]], bool] | None = None
               ) -> Callable[[float], Probe[T]]:
-    """`evaluate` that also appends each probe to `out.probes`."""
+    """`evaluate` that also appends each probe to `out.probes` (and raises `_Cut` when
+    `give_up` accepts a usable probe that misses the SLA)."""
     def run(x: float) -> Probe[T]:
         p = evaluate(x)
         out.probes.append(p)
+        if give_up is not None and p.usable and not p.feasible and give_up(p):
+            raise _Cut
         return p
 
     return run
@@ -104,7 +115,8 @@ def probe_budget(*, start: float, limit: float, low: float = 1, integer: bool = 
 def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limit: float,
                     low: float | None = None, integer: bool = True,
                     max_probes: int | None = None, rel_tol: float = 0.02,
-                    first_step: float | None = None) -> SearchOutcome[T]:
+                    first_step: float | None = None,
+                    give_up: Callable[[Probe[T]], bool] | None = None) -> SearchOutcome[T]:
     """The highest load in [`low`, `limit`] meeting the SLA, from a first guess `start`.
 
     Steps up from `start` while the SLA holds (up to `limit`), or down while it fails (down to
@@ -112,12 +124,28 @@ def search_max_load(evaluate: Callable[[float], Probe[T]], *, start: float, limi
     its lower end. A step doubles (halves) the load; with `first_step` s in (0, 1) the first
     step is x(1 + s) and s doubles with each step, for a guess that is probably close.
     `low` defaults to 1 for integers and to `start` / 64 for rates. `max_probes` defaults to
-    `probe_budget(...)`, which this procedure never exceeds.
+    `probe_budget(...)`, which this procedure never exceeds. `give_up(probe)`, asked of each
+    usable probe that misses the SLA, ends the search there when True (`limited_by` "cut").
     """
     if low is None:
         low = 1.0 if integer else start / 64
     out: SearchOutcome[T] = SearchOutcome()
-    run = _recorder(evaluate, out)
+    run = _recorder(evaluate, out, give_up)
+    try:
+        return _max_load(run, out, start=start, limit=limit, low=low, integer=integer,
+                         max_probes=max_probes, rel_tol=rel_tol, first_step=first_step)
+    except _Cut:
+        above = out.probes[-1]
+        fine = [p for p in out.probes if p.usable and p.feasible and p.load < above.load]
+        out.best = max(fine, key=lambda p: p.load, default=None)
+        out.above, out.limited_by = above, "cut"
+        return out
+
+
+def _max_load(run: Callable[[float], Probe[T]], out: SearchOutcome[T], *, start: float,
+              limit: float, low: float, integer: bool, max_probes: int | None,
+              rel_tol: float, first_step: float | None) -> SearchOutcome[T]:
+    """`search_max_load` without the cut (`run` records the probes and may raise `_Cut`)."""
     budget = max_probes or probe_budget(start=start, limit=limit, low=low, integer=integer,
                                         rel_tol=rel_tol, first_step=first_step)
     factors = iter(_growth(first_step))

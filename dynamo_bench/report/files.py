@@ -134,9 +134,12 @@ def summary_markdown(record: StudyRecord, choice: Choice) -> str:
              f"- Workload: ISL {s.workload.isl.mean if s.workload.isl else 'trace'}, "
              f"OSL {s.workload.osl.mean if s.workload.osl else 'trace'}", ""]
     statuses = [r.status for r in record.tier_records(tier, "explore")]
+    cut = statuses.count("pruned")
     lines.append(f"Explored {len(statuses)} trials ({statuses.count('complete')} met the "
                  f"SLA, {statuses.count('infeasible')} did not, "
-                 f"{statuses.count('failed')} failed).")
+                 f"{statuses.count('failed')} failed"
+                 + (f", {cut} cut short: they could not beat the best so far" if cut else "")
+                 + ").")
     lines.append("")
     if choice.best is None:
         lines += ["## No configuration met this SLA", ""]

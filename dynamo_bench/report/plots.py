@@ -111,6 +111,10 @@ def history_figure(trials: pd.DataFrame, tiers: list[str]) -> Figure:
         bad = t["status"] == "infeasible"
         ax.scatter(t[bad]["trial"], [0] * int(bad.sum()), marker="x", s=16, color="#999999",
                    label="misses SLA / does not fit")
+        cut = t["status"] == "pruned"
+        if cut.any():
+            ax.scatter(t[cut]["trial"], [0] * int(cut.sum()), marker="|", s=22,
+                       color="#bbbbbb", label="cut short (cannot beat the best)")
         failed = t["state"] == "FAIL"
         ax.scatter(t[failed]["trial"], [0] * int(failed.sum()), marker="v", s=22,
                    color="#e45756", label="failed")

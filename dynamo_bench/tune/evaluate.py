@@ -4,7 +4,10 @@ An evaluator runs the per-trial load search (bracket then bisect on concurrency)
 fidelity: `ReplayEvaluator` in Dynamo's offline replay (milliseconds per probe), `LiveEvaluator`
 on a real stack loaded by AIPerf. Whatever happens, `evaluate` returns: a deployment that does
 not fit is `infeasible` with the memory verdict before anything runs; a launch failure, a worker
-death, an AIPerf failure or a saturated load client is `failed` with the reason.
+death, an AIPerf failure or a saturated load client is `failed` with the reason. Given the
+incumbent (the tier's best value so far), a search is cut short as soon as the trial cannot beat
+it: a probe that misses the SLA bounds from above what any lower load could give (throughput per
+GPU grows with the load), so once that bound is below the incumbent the trial is `pruned`.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.metrics import Metrics
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.specs.workload import WorkloadSpec
+from dynamo_bench.tune.cut import cannot_beat, cut_reason
 from dynamo_bench.tune.probes import ProbeStore
 from dynamo_bench.tune.sweep import LoadSearch
 
-Status = Literal["complete", "infeasible", "failed"]
+Status = Literal["complete", "infeasible", "failed", "pruned"]
 Fidelity = Literal["replay", "live"]
 
 #: Metrics kept for every probe in the study storage (the rest stay in the run folders).
@@ -39,6 +43,7 @@ POINT_FIELDS = (
     "e2e_ms_p90", "output_tok_s", "output_tok_s_per_gpu", "output_tok_s_per_user", "request_s",
     "goodput_request_s", "requests", "errors", "error_rate", "prefix_cache_hit_rate",
     "client_saturated", "saturation_reason", "time_base", "source", "duration_s")
+
 
 
 @dataclass
@@ -79,9 +84,15 @@ def sla_reason(sla: SLA, metrics: Metrics, load: float, lowest: bool = True) -> 
     return f"misses the SLA {where} concurrency {load:g}: " + ", ".join(bad)
 
 
-def _from_outcome(outcome: SearchOutcome[Metrics], sla: SLA, fidelity: Fidelity
-                  ) -> Evaluation:
+def _from_outcome(outcome: SearchOutcome[Metrics], sla: SLA, fidelity: Fidelity,
+                  incumbent: float | None = None) -> Evaluation:
     points = [point_row(p.load, p.result, sla) for p in outcome.probes]
+    if outcome.limited_by == "cut":
+        assert outcome.above is not None and incumbent is not None
+        i = outcome.probes.index(outcome.above)
+        best = None if outcome.best is None else points[outcome.probes.index(outcome.best)]
+        return Evaluation("pruned", fidelity, reason=cut_reason(points[i], incumbent),
+                          points=points, best=best, limited_by="cut")
     feasible = [pt for pt in points if pt["feasible"] and pt["usable"]]
     best = max(feasible, key=lambda pt: pt["output_tok_s_per_gpu"] or 0.0, default=None)
     ev = Evaluation("complete", fidelity, points=points, best=best,
@@ -157,13 +168,18 @@ class Evaluator(abc.ABC):
         start points, or None when this fidelity has none cheaper than `evaluate` (live)."""
         return None
 
-    def evaluate(self, spec: DeploymentSpec, sla: SLA, out_dir: Path) -> Evaluation:
+    def evaluate(self, spec: DeploymentSpec, sla: SLA, out_dir: Path,
+                 incumbent: float | None = None) -> Evaluation:
         """Search the highest concurrency meeting `sla`, from the model's first guess (in
-        steps from `load.first_step` of it)."""
+        steps from `load.first_step` of it). Given `incumbent` (a value to beat, output
+        tok/s per GPU), stop as soon as a probe shows the trial cannot beat it (`cannot_beat`):
+        the evaluation is then `pruned`, its best (if any) a lower bound."""
         start = self.first_guess(spec, sla)
+        give_up = None if incumbent is None else (
+            lambda p: cannot_beat(p.result.output_tok_s_per_gpu, incumbent))
         return self._search(spec, sla, out_dir, lambda probe: search_max_load(
             probe, start=start, limit=self.load.limit, low=self.load.start,
-            first_step=self.load.first_step))
+            first_step=self.load.first_step, give_up=give_up), incumbent)
 
     def verify(self, spec: DeploymentSpec, sla: SLA, concurrency: int,
                out_dir: Path) -> Evaluation:
@@ -172,12 +188,13 @@ class Evaluator(abc.ABC):
             probe, high=concurrency, low=self.load.start, max_probes=self.load.verify_probes))
 
     def _search(self, spec: DeploymentSpec, sla: SLA, out_dir: Path,
-                strategy: Callable[[Callable[[float], Probe[Metrics]]], SearchOutcome[Metrics]]
-                ) -> Evaluation:
+                strategy: Callable[[Callable[[float], Probe[Metrics]]], SearchOutcome[Metrics]],
+                incumbent: float | None = None) -> Evaluation:
         t0 = time.perf_counter()
         try:
             with self.session(spec, sla, out_dir) as measure:
-                ev = _from_outcome(strategy(_prober(measure, sla)), sla, self.fidelity)
+                ev = _from_outcome(strategy(_prober(measure, sla)), sla, self.fidelity,
+                                   incumbent)
         except DoesNotFitError as e:
             ev = _no_fit(e, self.fidelity)
         except UserError:  # not the deployment's fault (missing GPUs, bad model path)

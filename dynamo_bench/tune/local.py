@@ -57,7 +57,8 @@ class Evaluated:
 
     def sync(self, trials: list[optuna.trial.FrozenTrial]) -> None:
         for t in trials:
-            if t.number in self._read or t.state != TrialState.COMPLETE:
+            if t.number in self._read or t.state not in (TrialState.COMPLETE,
+                                                          TrialState.PRUNED):
                 continue
             self._read.add(t.number)
             ua = t.user_attrs

@@ -6,8 +6,9 @@ since schema version 1):
     evaluation    the evaluator's `Evaluation.to_attrs()`: status, fidelity, reason, points
                   (every probe, in the order run), best (the feasible probe with the highest
                   output tok/s per GPU), limited_by, elapsed_s, gpu_hours, memory_shortfall
-    status        complete | infeasible | failed (also set on an interrupted trial)
-    reason        why a trial is infeasible or failed
+    status        complete | infeasible | failed (also set on an interrupted trial) | pruned
+                  (cut short: it cannot beat the tier's best so far; Optuna state PRUNED)
+    reason        why a trial is infeasible, failed or pruned
     fidelity      replay | live            config       the configuration's label
     deployment    the DeploymentSpec dump  predicted    (verify) the explored best probe
     verifies      (verify) the explored trial number it re-measures
@@ -41,7 +42,7 @@ Kind = Literal["explore", "verify"]
 #: `optuna.trial.TrialState` names.
 State = Literal["RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING"]
 #: `tune.evaluate.Status` (a trial not yet measured has none).
-Status = Literal["complete", "infeasible", "failed"]
+Status = Literal["complete", "infeasible", "failed", "pruned"]
 #: `tune.evaluate.Fidelity`.
 Fidelity = Literal["replay", "live"]
 

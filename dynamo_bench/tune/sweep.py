@@ -214,11 +214,15 @@ class LoadSearch(Strict):
 
 
 class SearchSettings(Strict):
-    """The Optuna sampler and its seed; `start_points` guesses from the performance model."""
+    """The Optuna sampler and its seed; `start_points` guesses from the performance model;
+    `cut_short`: Optuna pruning of trials that cannot beat the tier's best so far."""
 
     sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     seed: int = 0
     start_points: int = Field(3, ge=0)
+    cut_short: bool = Field(True, description=(
+        "stop a trial's load search once a probe that misses the SLA shows it cannot beat the "
+        "tier's best so far (the trial is pruned; throughput objective only)"))
 
 
 class SweepSpec(Strict):

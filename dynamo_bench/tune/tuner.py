@@ -482,8 +482,15 @@ class Tuner:
                 trial.study.enqueue_trial(move, user_attrs={"local_move": True})
         else:
             ev = self.explorer.evaluate(spec, sla, self.folder / "trials" / tier /
-                                        f"{trial.number:04d}")
+                                        f"{trial.number:04d}", incumbent=self._incumbent(trials))
         return self._record(trial, sla, ev)
+
+    def _incumbent(self, trials: list[optuna.trial.FrozenTrial]) -> float | None:
+        """The value a trial must beat to matter (the tier's best feasible so far), or None
+        when trials are not cut short (`search.cut_short` off, or a Pareto objective)."""
+        if not self.sweep.search.cut_short or self.sweep.objective != "throughput_per_gpu":
+            return None
+        return _best(trials)[0]
 
     def _evaluated(self, tier: str) -> Evaluated:
         if tier not in self._seen:
@@ -498,9 +505,12 @@ class Tuner:
             trial.set_user_attr("reason", ev.reason)
         if ev.status == "failed":
             raise TrialFailed(ev.reason or "failed")
+        values = objective_values(self.sweep, ev)
         for key, value in constraint_values(sla, ev).items():
             trial.set_constraint(key, value)
-        values = objective_values(self.sweep, ev)
+        if ev.status == "pruned":  # Optuna pruning: the lower bound found, as its last report
+            trial.report(values[0], step=len(ev.points))
+            raise optuna.TrialPruned(ev.reason)
         return values if len(values) > 1 else values[0]
 
     # -- the peer -----------------------------------------------------------------------------
@@ -665,6 +675,8 @@ def _explored(study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None
 
 
 def _counts(t: optuna.trial.FrozenTrial) -> bool:
+    if t.state == TrialState.PRUNED:  # cut short, or a verification another tuner took
+        return "evaluation" in t.user_attrs and "duplicate_of" not in t.user_attrs
     return t.state in (TrialState.COMPLETE, TrialState.FAIL) and not _was_interrupted(t) \
         and "duplicate_of" not in t.user_attrs
 

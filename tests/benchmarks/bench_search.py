@@ -74,6 +74,7 @@ from dynamo_bench.cache import cache_root
 from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.metrics import Metrics
 from dynamo_bench.specs.sla import SLA
+from dynamo_bench.tune.cut import CUT_MARGIN, cut_short
 from dynamo_bench.tune.evaluate import Evaluation, Evaluator, ReplayEvaluator
 from dynamo_bench.tune.space import deployment_for, describe, enumerate_params, knobs_from_params
 from dynamo_bench.tune.storage import open_storage, storage_url
@@ -447,7 +448,13 @@ class LookupEvaluator(Evaluator):
             self._real = ReplayEvaluator(self.problem.sweep.workload, self.problem.sweep.load)
         return self._real.estimates(specs, sla)
 
-    def evaluate(self, spec: DeploymentSpec, sla: SLA, out_dir: Path) -> Evaluation:
+    def evaluate(self, spec: DeploymentSpec, sla: SLA, out_dir: Path,
+                 incumbent: float | None = None) -> Evaluation:
+        """The ground truth's full evaluation, cut short as the replay evaluator would have
+        cut it given `incumbent` (`cut_short`: the search is deterministic given its probes)."""
+        return cut_short(self._full(spec), incumbent)
+
+    def _full(self, spec: DeploymentSpec) -> Evaluation:
         if self.limit is not None and len(self.seen) >= self.limit:
             raise _Enough
         keys = self.problem.by_spec[_spec_digest(spec)]
@@ -615,6 +622,24 @@ class Floor:
     detail: str
 
 
+def cut_check(evaluations: Iterable[dict[str, Any]]) -> tuple[float, int]:
+    """How safe the cut-short rule (tune/cut.py) is on full evaluations: the largest ratio of a
+    configuration's value to the throughput per GPU of one of its probes that missed the SLA
+    (above 1 + CUT_MARGIN, a search given an incumbent just below that value would have cut a
+    trial that beats it), and how many configurations exceed it."""
+    dip, wrong = 0.0, 0
+    for a in evaluations:
+        value = value_of(a)
+        lows = [float(pt["output_tok_s_per_gpu"] or 0.0) for pt in a.get("points") or []
+                if pt["usable"] and not pt["feasible"]]
+        if value <= 0 or not lows:
+            continue
+        ratio = value / max(min(lows), 1e-9)
+        dip = max(dip, ratio)
+        wrong += ratio > 1 + CUT_MARGIN
+    return dip, wrong
+
+
 def print_problem(problem: Problem, truth: Truth, results: list[dict[str, Any]],
                   s: Settings, before: dict[str, float], floors_a: list[str],
                   floors_b: list[str]) -> None:
@@ -657,6 +682,10 @@ def print_problem(problem: Problem, truth: Truth, results: list[dict[str, Any]],
         print(f"    mode of the true best: {mode} {margin} (best agg {agg:.1f}, best disagg "
               f"{dis:.1f}){note}; {feasible} of {len(rows)} evaluated configurations meet the "
               f"SLA; {on_budget} load searches ended on the probe budget")
+        dip, wrong = cut_check(rows.values())
+        print(f"    cutting short: the largest ratio of a configuration's value to the "
+              f"throughput of one of its probes that missed the SLA is {dip:.3f} (the cut "
+              f"allows {1 + CUT_MARGIN:.2f}; {wrong} configurations would be cut wrongly)")
         sample_best = truth.meta.get("sample_best", {}).get(tier)
         if sample_best is not None:
             print(f"    best of the random sample {sample_best:.1f}; after the local search "

@@ -142,3 +142,30 @@ def test_search_down_gives_up_within_budget_or_at_the_floor() -> None:
     ev, calls = _boundary(3)
     out = search_down(ev, high=64, max_probes=3)
     assert out.best is None and out.limited_by == "budget" and len(calls) == 3
+
+
+def test_give_up_ends_the_search_at_the_probe_it_accepts() -> None:
+    """`give_up` is asked of each probe that misses the SLA: accepted, the search ends there,
+    its best being the highest feasible load measured before it."""
+    evaluate, calls = system(40)
+    asked: list[float] = []
+
+    def give_up(p: Probe[float]) -> bool:
+        asked.append(p.load)
+        return True
+
+    out = search_max_load(evaluate, start=32, limit=512, first_step=0.1, give_up=give_up)
+    assert out.limited_by == "cut"
+    assert asked == [calls[-1]] and not out.above.feasible and out.above.load == calls[-1]
+    assert out.best is not None and out.best.load == max(x for x in calls if x <= 40)
+    # refused every time, the search is the plain one
+    evaluate, calls = system(40)
+    out = search_max_load(evaluate, start=32, limit=512, first_step=0.1,
+                          give_up=lambda p: asked.append(p.load) or False)
+    assert out.limited_by == "sla" and out.best.load == 40
+
+
+def test_a_first_probe_given_up_leaves_no_best() -> None:
+    evaluate, calls = system(10)
+    out = search_max_load(evaluate, start=64, limit=512, give_up=lambda p: True)
+    assert out.limited_by == "cut" and out.best is None and calls == [64]

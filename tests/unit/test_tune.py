@@ -61,7 +61,7 @@ def test_a_study_folder_holds_every_file(study: api.TuningStudy) -> None:
     distinct = explore[explore["duplicate_of"].isna()]  # the budget counts these
     assert distinct.groupby("tier").size().to_dict() == {"interactive": 12, "batch": 12}
     assert set(explore["fidelity"]) == {"replay"}
-    assert set(explore["status"]) <= {"complete", "infeasible", "failed"}
+    assert set(explore["status"]) <= {"complete", "infeasible", "failed", "pruned"}
     for _, trials_of_tier in explore.groupby("tier"):
         assert sorted(trials_of_tier["trial"]) == list(range(len(trials_of_tier)))
         assert trials_of_tier.drop_duplicates([c for c in trials_of_tier
@@ -105,9 +105,14 @@ def test_constraints_are_recorded_for_feasible_and_infeasible_trials(
         statuses.add(status)
         if status == "complete":
             assert max(c.values()) <= 0
+        elif status == "pruned":  # cut short: feasible so far only if a lower load met the SLA
+            best = t.user_attrs["evaluation"]["best"]
+            assert (max(c.values()) <= 0) == (best is not None)
+            # Optuna keeps the last report as a pruned trial's value: the lower bound found
+            assert t.values == [best["output_tok_s_per_gpu"] if best else 0.0]
         else:
             assert max(c.values()) > 0 and t.values == [0.0]
-    assert statuses == {"complete", "infeasible"}  # this tier has both
+    assert "complete" in statuses and statuses & {"infeasible", "pruned"}  # both kinds
 
 
 def test_report_regenerates_from_the_storage_alone(study: api.TuningStudy) -> None:
@@ -211,18 +216,18 @@ def test_a_crashed_trial_is_recorded_and_the_study_goes_on(tmp_path: Path) -> No
     class Flaky(ReplayEvaluator):
         calls = 0
 
-        def evaluate(self, spec, sla, out_dir):  # type: ignore[no-untyped-def]
+        def evaluate(self, spec, sla, out_dir, incumbent=None):  # type: ignore[no-untyped-def]
             Flaky.calls += 1
             if Flaky.calls == 2:
                 return Evaluation("failed", "replay", reason="worker died: agg-0 exited -9")
-            return super().evaluate(spec, sla, out_dir)
+            return super().evaluate(spec, sla, out_dir, incumbent)
 
     Tuner(sweep, tmp_path / "c", options=TuneOptions(
         explore_evaluator=Flaky(sweep.workload, sweep.load))).run()
     t = api.load_study(tmp_path / "c").trials()
     failed = t[t["state"] == "FAIL"]
     assert len(failed) == 1 and failed["reason"].iloc[0] == "worker died: agg-0 exited -9"
-    assert ((t["state"] == "COMPLETE") & t["duplicate_of"].isna()).sum() == 4
+    assert (t["state"].isin(["COMPLETE", "PRUNED"]) & t["duplicate_of"].isna()).sum() == 4
 
 
 def test_a_repeated_configuration_is_reused_not_re_evaluated(tmp_path: Path) -> None:
@@ -238,9 +243,9 @@ def test_a_repeated_configuration_is_reused_not_re_evaluated(tmp_path: Path) -> 
     class Counting(ReplayEvaluator):
         seen: list[str] = []
 
-        def evaluate(self, spec, sla, out_dir):  # type: ignore[no-untyped-def]
+        def evaluate(self, spec, sla, out_dir, incumbent=None):  # type: ignore[no-untyped-def]
             Counting.seen.append(spec.model_dump_json())
-            return super().evaluate(spec, sla, out_dir)
+            return super().evaluate(spec, sla, out_dir, incumbent)
 
     events: list[TuneEvent] = []
     Tuner(sweep, tmp_path / "d", options=TuneOptions(
@@ -273,7 +278,7 @@ class _Counting:
         self.fidelity = self.inner.fidelity
         self.calls, self.interrupt_at, self.signal_at = 0, interrupt_at, signal_at
 
-    def evaluate(self, spec, sla, out_dir):  # type: ignore[no-untyped-def]
+    def evaluate(self, spec, sla, out_dir, incumbent=None):  # type: ignore[no-untyped-def]
         import os
         import signal
 
@@ -285,7 +290,7 @@ class _Counting:
             import time
             time.sleep(5)  # the handler raises here
             raise AssertionError("SIGTERM was not turned into an exception")
-        return self.inner.evaluate(spec, sla, out_dir)
+        return self.inner.evaluate(spec, sla, out_dir, incumbent)
 
     def estimates(self, specs, sla):  # type: ignore[no-untyped-def]
         return self.inner.estimates(specs, sla)
@@ -438,6 +443,7 @@ def test_an_interrupted_trial_is_re_queued_and_not_counted(tmp_path: Path, how: 
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
     Tuner(sweep, tmp_path / "i", options=TuneOptions(explore_evaluator=_Counting(sweep))).run()
     s = optuna.load_study(study_name="unit.batch", storage=f"sqlite:///{tmp_path / 'i/study.db'}")
-    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in s.trials) == 5
+    assert sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+               for t in s.trials) == 5
     retry = [t for t in s.trials if t.user_attrs.get("retry_of") == stopped.number]
     assert len(retry) == 1 and retry[0].params == stopped.params
