@@ -44,12 +44,13 @@ from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.tune.evaluate import Evaluation, Evaluator, LiveEvaluator, ReplayEvaluator
 from dynamo_bench.tune.guess import start_points
-from dynamo_bench.tune.local import Evaluated
+from dynamo_bench.tune.local import Evaluated, deployment_key
 from dynamo_bench.tune.space import (
     complete_params,
     deployment_for,
     describe,
     knobs_from_params,
+    neighbours,
     suggest_params,
 )
 from dynamo_bench.tune.storage import (
@@ -69,6 +70,9 @@ from dynamo_bench.tune.sweep import SweepSpec
 from dynamo_bench.tune.names import SCHEMA_VERSION, STUDY_FILE, study_name
 from dynamo_bench.tune.ranking import rank_candidates
 from dynamo_bench.tune.record import ProbePoint, TrialRecord
+
+#: Rounds of coordinate ascent on the cheap estimate that refine each start point's knobs.
+REFINE_ROUNDS = 2
 
 #: Called after every trial: (tier, trials done, trials planned, best value or None, label).
 @dataclass(frozen=True)
@@ -430,7 +434,8 @@ class Tuner:
     def _start_points(self, sla: SLA) -> list[dict[str, Any]]:
         """`search.start_points` configurations to evaluate first: the closed-form model's best
         layouts of each mode (tune/guess.py), re-ranked by the explorer's own cheap estimate
-        where it has one (a single replay at the guessed load), agg and disagg alike."""
+        where it has one (a single replay at the guessed load), agg and disagg alike; the
+        best n then have their other knobs refined on that estimate (`_refine`)."""
         n = self.sweep.search.start_points
         if n <= 0:
             return []
@@ -445,8 +450,41 @@ class Tuner:
         scores = self.explorer.estimates(specs, sla)
         if scores is None:  # no cheap estimate: the closed form's order
             scores = [g.tok_s_per_gpu for g in mine]
+            order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
+            return [pool[i] for i in order[:n]]
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
-        return [pool[i] for i in order[:n]]
+        out: list[dict[str, Any]] = []
+        keys: set[str] = set()
+        for i in order[:n]:
+            params = self._refine(pool[i], scores[i], sla)
+            key = deployment_key(deployment_for(
+                self.sweep, knobs_from_params(self.sweep, params)).model_dump(
+                    mode="json", exclude_none=True))
+            if key not in keys:
+                keys.add(key)
+                out.append(params)
+        return out
+
+    def _refine(self, params: dict[str, Any], score: float, sla: SLA,
+                rounds: int = REFINE_ROUNDS) -> dict[str, Any]:
+        """A start point's other knobs (batch limits, block size, caching, router: everything
+        but the mode and the layouts) by coordinate ascent on the explorer's cheap estimate:
+        each round estimates every one-knob move (tune/space.py: `neighbours`) and takes the
+        best if it is better."""
+        for _ in range(rounds):
+            moves = [m for m in neighbours(self.sweep, params)
+                     if all(m.get(k) == v for k, v in params.items()
+                            if k == "mode" or k.endswith(".layout"))]
+            if not moves:
+                break
+            specs = [deployment_for(self.sweep, knobs_from_params(self.sweep, m))
+                     for m in moves]
+            found = self.explorer.estimates(specs, sla) or []
+            best = max(range(len(found)), key=lambda i: (found[i], -i), default=None)
+            if best is None or found[best] <= score:
+                break
+            params, score = moves[best], found[best]
+        return params
 
     def _guarded(self, trial: optuna.Trial, tier: str, sla: SLA) -> list[float] | float:
         """The objective; a trial stopped by Ctrl-C or a signal is marked interrupted before

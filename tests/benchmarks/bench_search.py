@@ -696,7 +696,7 @@ def print_problem(problem: Problem, truth: Truth, results: list[dict[str, Any]],
               + f" | {'default budget: 99%':>19} {'trials':>6} {'evals':>5} {'dups':>4} "
               f"{'value':>5} | {'start':>5} {'budget':>6} | {'s/run':>5} {'s/curve':>7}"
               f" | evals to 99% per seed")
-        for sampler in SAMPLERS:
+        for sampler in sorted({r["job"].sampler for r in results}, key=SAMPLERS.index):
             cur = [r for r in results if r["job"].tier == tier and r["job"].sampler == sampler
                    and r["job"].kind == "curve"]
             dft = [r for r in results if r["job"].tier == tier and r["job"].sampler == sampler
@@ -849,6 +849,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: sampled ground truth, 2 seeds, short runs")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer check")
+    parser.add_argument("--samplers", default=",".join(SAMPLERS),
+                        help=f"comma-separated samplers to run ({', '.join(SAMPLERS)})")
     parser.add_argument("--sample", type=int, default=None,
                         help="ground-truth sample of a large space (2000; --quick: 24)")
     parser.add_argument("--curve-max", type=int, default=None,
@@ -860,6 +862,9 @@ def main() -> None:
     s = dataclasses.replace(s, seeds=args.seeds or s.seeds, sample=args.sample or s.sample,
                             curve_max=args.curve_max or s.curve_max)
     names = [n.strip() for n in args.problems.split(",") if n.strip()]
+    samplers = [n.strip() for n in args.samplers.split(",") if n.strip()]
+    if not samplers or set(samplers) - set(SAMPLERS):
+        parser.error(f"--samplers: choose from {', '.join(SAMPLERS)}")
     unknown = [n for n in names if n not in PROBLEMS]
     if unknown:
         parser.error(f"unknown problem(s) {', '.join(unknown)} (choose from "
@@ -881,14 +886,14 @@ def main() -> None:
     jobs = []
     for n, p in problems.items():
         for tier in p.tiers:
-            for sampler in SAMPLERS:
+            for sampler in samplers:
                 for seed in range(s.seeds):
                     common = dict(problem=n, tier=tier, sampler=sampler, seed=seed,
                                   truth_file=str(truths[n].path))
                     jobs.append(Job(kind="default", limit=None, trials=s.trials_cap, **common))
                     limit = curve_length(p, s)
                     jobs.append(Job(kind="curve", limit=limit, trials=10 * limit, **common))
-    print(f"sampler runs: {len(jobs)} ({', '.join(SAMPLERS)}; {s.seeds} seeds; default "
+    print(f"sampler runs: {len(jobs)} ({', '.join(samplers)}; {s.seeds} seeds; default "
           f"budget and curve per tier)", flush=True)
     results, new = run_all(jobs, problems, truths)
     stage["sampler runs"] = time.perf_counter() - t0

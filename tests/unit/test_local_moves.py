@@ -120,6 +120,8 @@ def test_start_points_take_both_modes_and_follow_the_explorers_estimate(tmp_path
         specs: list = []
 
         def estimates(self, specs, sla):  # type: ignore[no-untyped-def]
+            if PrefersAgg.specs:  # refining a start point's knobs: no move is better
+                return [0.0] * len(specs)
             PrefersAgg.asked, PrefersAgg.specs = [s.mode for s in specs], specs
             return [2.0 + i * 1e-3 if s.mode == "agg" else 1.0 for i, s in enumerate(specs)]
 
@@ -136,3 +138,34 @@ def test_start_points_take_both_modes_and_follow_the_explorers_estimate(tmp_path
     expected = [deployment_key(PrefersAgg.specs[i].model_dump(mode="json", exclude_none=True))
                 for i in agg]
     assert [_key(p) for p in points] == expected
+
+
+def test_start_points_refine_their_other_knobs_on_the_estimate(tmp_path) -> None:
+    """Each start point's knobs other than mode and layout climb the estimate one knob at a
+    time: an estimate that rewards max_num_seqs 64 and the round-robin router gets both."""
+    from dynamo_bench.tune.evaluate import ReplayEvaluator
+    from dynamo_bench.tune.tuner import TuneOptions, Tuner
+
+    class Likes(ReplayEvaluator):
+        calls = 0
+
+        def estimates(self, specs, sla):  # type: ignore[no-untyped-def]
+            Likes.calls += 1
+            out = []
+            for s in specs:  # agg first (its max_num_seqs choices include 64)
+                seqs = max(g.max_num_seqs or 0 for g in s.workers.values())
+                out.append((10.0 if s.mode == "agg" else 0.0) + (seqs == 64)
+                           + (s.router.mode == "round-robin"))
+            return out
+
+    sweep = SWEEP.model_copy(update={"search": SWEEP.search.model_copy(
+        update={"start_points": 2})})
+    tuner = Tuner(sweep, tmp_path / "s", options=TuneOptions(
+        explore_evaluator=Likes(sweep.workload, sweep.load)))
+    points = tuner._start_points(sweep.slas()["interactive"])
+    assert points and Likes.calls > 1
+    for p in points:
+        spec = deployment_for(sweep, knobs_from_params(sweep, p))
+        assert spec.router.mode == "round-robin"
+        assert max(g.max_num_seqs or 0 for g in spec.workers.values()) == 64
+    assert len({_key(p) for p in points}) == len(points)  # distinct deployments
