@@ -15,6 +15,7 @@ engine, the provider chain's choices). Which provider computes them is perf/prov
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 from dynamo_bench.perf.arch import ModelArch
 from dynamo_bench.perf.roofline import Hardware, decode_step_ms, prefill_ms
 
+_LOAD_LOCK = threading.Lock()
 NPZ_KEYS = ("prefill_isl", "prefill_ttft_ms", "decode_active_kv_tokens", "decode_context_length",
             "decode_itl")
 
@@ -39,7 +41,10 @@ class TimingTables:
     kv_bytes_per_token: int | None = None
 
     def load(self) -> dict[str, np.ndarray]:
-        with np.load(self.path) as data:
+        # one reader at a time: np.load parses the header with ast.literal_eval, which on
+        # CPython 3.11 can fail in concurrent threads ("AST constructor recursion depth
+        # mismatch"), and the replay evaluator estimates start points two at a time
+        with _LOAD_LOCK, np.load(self.path) as data:
             return {k: data[k] for k in NPZ_KEYS}
 
     def lookup(self) -> TableLookup:

@@ -1,11 +1,16 @@
 """When a trial cannot beat the tier's best so far: the rule that cuts its load search short.
 
-The value of a trial is its throughput per GPU at the highest load that meets the SLA, and
-throughput per GPU grows with the load. So a probe that misses the SLA bounds from above what
-any lower load can give: once that bound, raised by `CUT_MARGIN`, is below the incumbent, no
+The value of a trial is its throughput per GPU at the highest load that meets the SLA. Where
+throughput per GPU grows with the load, a probe that misses the SLA bounds from above what any
+lower load can give: once that bound, raised by `CUT_MARGIN`, is below the incumbent, no
 further probe can make the trial the best, and the search stops (the trial is pruned). The same
 rule cuts a recorded full evaluation (`cut_short`), for benchmarks that replay a ground truth.
-Full evaluations never depend on this module.
+
+It is a heuristic, off by default (`search.cut_short`): past the SLA boundary a replay's
+throughput can fall as queues grow (multi-turn prefix traffic: a configuration worth 1.5x the
+throughput of one of its missed probes), and there the rule cuts configurations that would
+have won. tests/benchmarks/bench_search.py prints, per tier, the largest such ratio and how
+many configurations the margin would cut wrongly. Full evaluations never depend on this module.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ if TYPE_CHECKING:
 
 #: The share by which a probe's throughput is raised before it is compared with the incumbent:
 #: it covers throughput that dips, rather than grows, as the load rises towards the SLA
-#: boundary. tests/benchmarks/bench_search.py prints the largest such dip in its ground truth.
+#: boundary (not the larger falls of an overloaded replay; see above).
 CUT_MARGIN = 0.10
 
 

@@ -3,7 +3,8 @@
 A sampler that has converged keeps proposing configurations it has already seen. Such a
 proposal is answered from the earlier trial (the sampler learns nothing new, and the trial is
 marked `duplicate_of`; it does not count against the budget or the patience), and the next trial
-is a local move instead: an unexplored neighbour (tune/space.py: `neighbours`) of the best
+is a local move instead (the tuner also interleaves `neighbour_move`s with the sampler's
+proposals): an unexplored neighbour (tune/space.py: `neighbours`) of the best
 feasible trials, best first, in a seeded random order; failing that, a random unexplored
 configuration (of a finite space: the last ones found by enumerating it); failing that, the
 space is exhausted.
@@ -89,6 +90,17 @@ class Evaluated:
     def next_move(self, trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any] | None:
         """An unexplored neighbour of the best feasible trials, else an unexplored
         configuration of a finite space, else None."""
+        move = self.neighbour_move(trials)
+        if move is not None:
+            return move
+        for params in self._unexplored():
+            if self._fresh(params):
+                return params
+        return None
+
+    def neighbour_move(self, trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any] | None:
+        """An unexplored neighbour of the `TOP` best feasible trials (best first, neighbours in
+        a seeded random order), or None (no feasible trial yet, or none left)."""
         feasible = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.values
                            and t.user_attrs.get("status") == "complete"
                            and "duplicate_of" not in t.user_attrs),
@@ -99,9 +111,6 @@ class Evaluated:
             for params in moves:
                 if self._fresh(params):
                     return params
-        for params in self._unexplored():
-            if self._fresh(params):
-                return params
         return None
 
     def _unexplored(self) -> Iterator[dict[str, Any]]:

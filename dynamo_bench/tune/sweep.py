@@ -220,9 +220,11 @@ class SearchSettings(Strict):
     sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     seed: int = 0
     start_points: int = Field(3, ge=0)
-    cut_short: bool = Field(True, description=(
-        "stop a trial's load search once a probe that misses the SLA shows it cannot beat the "
-        "tier's best so far (the trial is pruned; throughput objective only)"))
+    cut_short: bool = Field(False, description=(
+        "stop a trial's load search once a probe that misses the SLA suggests it cannot beat "
+        "the tier's best so far (the trial is pruned; throughput objective only). Off by "
+        "default: under overload the replay's throughput can fall, so the rule is a "
+        "heuristic that can cut the best configuration"))
 
 
 class SweepSpec(Strict):

@@ -44,13 +44,12 @@ from dynamo_bench.specs.deployment import DeploymentSpec
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.tune.evaluate import Evaluation, Evaluator, LiveEvaluator, ReplayEvaluator
 from dynamo_bench.tune.guess import start_points
-from dynamo_bench.tune.local import Evaluated, deployment_key
+from dynamo_bench.tune.local import Evaluated
 from dynamo_bench.tune.space import (
     complete_params,
     deployment_for,
     describe,
     knobs_from_params,
-    neighbours,
     suggest_params,
 )
 from dynamo_bench.tune.storage import (
@@ -71,8 +70,10 @@ from dynamo_bench.tune.names import SCHEMA_VERSION, STUDY_FILE, study_name
 from dynamo_bench.tune.ranking import rank_candidates
 from dynamo_bench.tune.record import ProbePoint, TrialRecord
 
-#: Rounds of coordinate ascent on the cheap estimate that refine each start point's knobs.
-REFINE_ROUNDS = 2
+#: Every this many distinct evaluations, the next trial is an unexplored neighbour of the best
+#: feasible trials (tune/local.py: `neighbour_move`) rather than the sampler's proposal. On the
+#: search benchmark (tests/benchmarks/bench_search.py) 4 beat 3, 6 and none.
+LOCAL_EVERY = 4
 
 #: Called after every trial: (tier, trials done, trials planned, best value or None, label).
 @dataclass(frozen=True)
@@ -432,10 +433,12 @@ class Tuner:
         return study
 
     def _start_points(self, sla: SLA) -> list[dict[str, Any]]:
-        """`search.start_points` configurations to evaluate first: the closed-form model's best
-        layouts of each mode (tune/guess.py), re-ranked by the explorer's own cheap estimate
-        where it has one (a single replay at the guessed load), agg and disagg alike; the
-        best n then have their other knobs refined on that estimate (`_refine`)."""
+        """Configurations to evaluate first: the closed-form model's best layouts of each mode
+        (tune/guess.py), re-ranked by the explorer's own cheap estimate where it has one (a
+        single replay at the guessed load), agg and disagg alike; the best
+        `search.start_points` by the estimate, then the closed form's favourite of each mode
+        where the estimate ranked it lower (one replay at a guessed load can miss a layout by
+        a third either way, so both cheap models get a say)."""
         n = self.sweep.search.start_points
         if n <= 0:
             return []
@@ -448,43 +451,17 @@ class Tuner:
         pool = [complete_params(self.sweep, g.params) for g in mine]
         specs = [deployment_for(self.sweep, knobs_from_params(self.sweep, p)) for p in pool]
         scores = self.explorer.estimates(specs, sla)
+        estimated = scores is not None
         if scores is None:  # no cheap estimate: the closed form's order
             scores = [g.tok_s_per_gpu for g in mine]
-            order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
-            return [pool[i] for i in order[:n]]
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))
-        out: list[dict[str, Any]] = []
-        keys: set[str] = set()
-        for i in order[:n]:
-            params = self._refine(pool[i], scores[i], sla)
-            key = deployment_key(deployment_for(
-                self.sweep, knobs_from_params(self.sweep, params)).model_dump(
-                    mode="json", exclude_none=True))
-            if key not in keys:
-                keys.add(key)
-                out.append(params)
-        return out
-
-    def _refine(self, params: dict[str, Any], score: float, sla: SLA,
-                rounds: int = REFINE_ROUNDS) -> dict[str, Any]:
-        """A start point's other knobs (batch limits, block size, caching, router: everything
-        but the mode and the layouts) by coordinate ascent on the explorer's cheap estimate:
-        each round estimates every one-knob move (tune/space.py: `neighbours`) and takes the
-        best if it is better."""
-        for _ in range(rounds):
-            moves = [m for m in neighbours(self.sweep, params)
-                     if all(m.get(k) == v for k, v in params.items()
-                            if k == "mode" or k.endswith(".layout"))]
-            if not moves:
-                break
-            specs = [deployment_for(self.sweep, knobs_from_params(self.sweep, m))
-                     for m in moves]
-            found = self.explorer.estimates(specs, sla) or []
-            best = max(range(len(found)), key=lambda i: (found[i], -i), default=None)
-            if best is None or found[best] <= score:
-                break
-            params, score = moves[best], found[best]
-        return params
+        chosen = order[:n]
+        if estimated:
+            for mode in ("agg", "disagg"):
+                first = next((i for i, g in enumerate(mine) if g.mode == mode), None)
+                if first is not None and first not in chosen:
+                    chosen.append(first)
+        return [pool[i] for i in chosen]
 
     def _guarded(self, trial: optuna.Trial, tier: str, sla: SLA) -> list[float] | float:
         """The objective; a trial stopped by Ctrl-C or a signal is marked interrupted before
@@ -521,6 +498,10 @@ class Tuner:
         else:
             ev = self.explorer.evaluate(spec, sla, self.folder / "trials" / tier /
                                         f"{trial.number:04d}", incumbent=self._incumbent(trials))
+            if _local_turn(trials) and _explored(trial.study, trials) + 1 < self.trials:
+                move = seen.neighbour_move(trials)
+                if move is not None:
+                    trial.study.enqueue_trial(move, user_attrs={"local_move": True})
         return self._record(trial, sla, ev)
 
     def _incumbent(self, trials: list[optuna.trial.FrozenTrial]) -> float | None:
@@ -710,6 +691,14 @@ def _explored(study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None
     does, once it finishes)."""
     trials = trials if trials is not None else study.get_trials(deepcopy=False)
     return sum(1 for t in trials if _counts(t))
+
+
+def _local_turn(trials: list[optuna.trial.FrozenTrial]) -> bool:
+    """Whether the next trial is a local move: every `LOCAL_EVERY`-th distinct evaluation, once
+    no queued trial (start points, moves) is waiting."""
+    if any(t.state == TrialState.WAITING for t in trials):
+        return False
+    return (sum(1 for t in trials if _counts(t)) + 1) % LOCAL_EVERY == 0
 
 
 def _counts(t: optuna.trial.FrozenTrial) -> bool:

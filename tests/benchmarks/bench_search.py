@@ -76,6 +76,7 @@ from dynamo_bench.specs.metrics import Metrics
 from dynamo_bench.specs.sla import SLA
 from dynamo_bench.tune.cut import CUT_MARGIN, cut_short
 from dynamo_bench.tune.evaluate import Evaluation, Evaluator, ReplayEvaluator
+from dynamo_bench.tune.probes import ProbeStore
 from dynamo_bench.tune.space import deployment_for, describe, enumerate_params, knobs_from_params
 from dynamo_bench.tune.storage import open_storage, storage_url
 from dynamo_bench.tune.sweep import SweepSpec
@@ -486,10 +487,14 @@ class Job:
     limit: int | None  # evaluations (curve)
     trials: int | None  # TuneOptions.trials (None: the sweep's budget)
     truth_file: str
+    cut_short: bool | None = None  # search.cut_short (None: as the sweep says)
 
 
-def _variant(sweep: SweepSpec, sampler: str, seed: int, kind: str) -> SweepSpec:
+def _variant(sweep: SweepSpec, sampler: str, seed: int, kind: str,
+             cut_short: bool | None = None) -> SweepSpec:
     search = sweep.search.model_copy(update={"seed": sweep.search.seed + seed})
+    if cut_short is not None:
+        search = search.model_copy(update={"cut_short": cut_short})
     if sampler != "tpe":
         search = search.model_copy(update={"sampler": "random", "start_points": 0})
     budget = sweep.budget if kind == "default" else \
@@ -507,7 +512,7 @@ def run_job(job: Job) -> dict[str, Any]:
         problem = load_problem(job.problem)
         _LOADED[job.truth_file] = (problem, json.loads(Path(job.truth_file).read_text())["truth"])
     problem, truth = _LOADED[job.truth_file]
-    sweep = _variant(problem.sweep, job.sampler, job.seed, job.kind)
+    sweep = _variant(problem.sweep, job.sampler, job.seed, job.kind, job.cut_short)
     lookup = LookupEvaluator(problem, truth, job.tier, job.limit)
     # the journal syncs every write to disk: in memory (tmpfs) that costs the sampler nothing
     shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
@@ -538,7 +543,7 @@ def run_job(job: Job) -> dict[str, Any]:
                                   storage=open_storage(storage_url("journal", folder)))
         trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     finished = [t for t in trials if "evaluation" in t.user_attrs
-                and t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+                and t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)]
     starts = [t for t in trials if t.user_attrs.get("start_point")]
     first_start = value_of(starts[0].user_attrs.get("evaluation")) if starts else None
     return {"job": job, "seen": lookup.seen, "found": lookup.found,
@@ -749,8 +754,8 @@ def print_problem(problem: Problem, truth: Truth, results: list[dict[str, Any]],
                 for r in sorted(dft, key=lambda r: r["job"].seed))
             print(f"    tpe default budget per seed: {per}")
         if start_values:
-            print("    tpe first start point per seed (its layout comes from the performance "
-                  "model, the other knobs from the sampler): "
+            print("    tpe first start point per seed (layout from the performance model, "
+                  "max_num_seqs the largest, the other knobs the space's first choice): "
                   + ", ".join(f"{v:.3f}" for v in start_values) + " of the best")
 
 
@@ -777,8 +782,13 @@ def peer_check(s: Settings) -> tuple[Floor, list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "study"
         t0 = time.perf_counter()
+        # a probe store of its own, empty: the timing of a first study on a machine (the
+        # shared store holds the ground truth's probes)
+        cold = ReplayEvaluator(sweep.workload, sweep.load,
+                               store=ProbeStore(Path(tmp) / "probes.db"))
         tuner = Tuner(sweep, folder, options=TuneOptions(verify=False, peer=False,
-                                                         trials=s.trials_cap))
+                                                         trials=s.trials_cap,
+                                                         explore_evaluator=cold))
         tuner.run()
         ours_s = time.perf_counter() - t0
         ours: dict[str, Any] = {}
@@ -786,8 +796,8 @@ def peer_check(s: Settings) -> tuple[Floor, list[str]]:
             study = optuna.load_study(study_name=study_name(sweep.name, tier),
                                       storage=open_storage(tuner.url))
             best = candidates(study, 1)
-            done = sum(1 for t in study.trials if t.state in (TrialState.COMPLETE,
-                                                               TrialState.FAIL))
+            done = sum(1 for t in study.trials if t.state in (
+                TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
             ours[tier] = (best[0] if best else None, done)
         t0 = time.perf_counter()
         theirs: dict[str, list[Pick] | str] = {}
@@ -801,7 +811,7 @@ def peer_check(s: Settings) -> tuple[Floor, list[str]]:
             "study": tuner.explorer, "roofline": ReplayEvaluator(sweep.workload, sweep.load)}
         good = True
         lines.append(f"peer check ({problem.path.relative_to(REPO)}): our default study "
-                     f"(both tiers, real replay, no verification) {ours_s:.1f} s; "
+                     f"(both tiers, real replay, no verification, empty probe store) {ours_s:.1f} s; "
                      f"AIConfigurator's search of the same questions {aic_s:.1f} s")
         for tier, sla in tuner.slas.items():
             trial, done = ours[tier]
@@ -853,6 +863,8 @@ def main() -> None:
                         help=f"comma-separated samplers to run ({', '.join(SAMPLERS)})")
     parser.add_argument("--sample", type=int, default=None,
                         help="ground-truth sample of a large space (2000; --quick: 24)")
+    parser.add_argument("--cut-short", choices=("on", "off"), default=None,
+                        help="search.cut_short for every sampler run (default: each sweep's)")
     parser.add_argument("--curve-max", type=int, default=None,
                         help="most evaluations of a curve run (2000; --quick: 10)")
     args = parser.parse_args()
@@ -889,7 +901,9 @@ def main() -> None:
             for sampler in samplers:
                 for seed in range(s.seeds):
                     common = dict(problem=n, tier=tier, sampler=sampler, seed=seed,
-                                  truth_file=str(truths[n].path))
+                                  truth_file=str(truths[n].path),
+                                  cut_short=None if args.cut_short is None
+                                  else args.cut_short == "on")
                     jobs.append(Job(kind="default", limit=None, trials=s.trials_cap, **common))
                     limit = curve_length(p, s)
                     jobs.append(Job(kind="curve", limit=limit, trials=10 * limit, **common))

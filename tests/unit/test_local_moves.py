@@ -111,7 +111,8 @@ def test_moves_cover_a_finite_space_once_then_stop(seed: int) -> None:
 def test_start_points_take_both_modes_and_follow_the_explorers_estimate(tmp_path) -> None:
     """The closed form proposes the best layouts of each mode; the explorer's estimate orders
     them (here one that prefers agg by construction), so a mode the closed form ranks low
-    can still lead."""
+    can still lead; the closed form's own favourite of each mode follows the estimate's
+    best."""
     from dynamo_bench.tune.evaluate import ReplayEvaluator
     from dynamo_bench.tune.tuner import TuneOptions, Tuner
 
@@ -120,8 +121,6 @@ def test_start_points_take_both_modes_and_follow_the_explorers_estimate(tmp_path
         specs: list = []
 
         def estimates(self, specs, sla):  # type: ignore[no-untyped-def]
-            if PrefersAgg.specs:  # refining a start point's knobs: no move is better
-                return [0.0] * len(specs)
             PrefersAgg.asked, PrefersAgg.specs = [s.mode for s in specs], specs
             return [2.0 + i * 1e-3 if s.mode == "agg" else 1.0 for i, s in enumerate(specs)]
 
@@ -132,40 +131,76 @@ def test_start_points_take_both_modes_and_follow_the_explorers_estimate(tmp_path
     points = tuner._start_points(sweep.slas()["interactive"])
     assert set(PrefersAgg.asked) == {"agg", "disagg"}  # both modes were candidates
     assert len(PrefersAgg.asked) <= 4 * 3
-    assert [p["mode"] for p in points] == ["agg"] * 3
-    # highest estimate first: the later an agg candidate, the higher it scored
-    agg = [i for i, m in enumerate(PrefersAgg.asked) if m == "agg"][::-1][:3]
+    assert [p["mode"] for p in points] == ["agg"] * 4 + ["disagg"]
+    # highest estimate first (the later an agg candidate, the higher it scored), then the
+    # closed form's first candidate of each mode, which the estimate ranked lower
+    agg = [i for i, m in enumerate(PrefersAgg.asked) if m == "agg"]
+    disagg = PrefersAgg.asked.index("disagg")
     expected = [deployment_key(PrefersAgg.specs[i].model_dump(mode="json", exclude_none=True))
-                for i in agg]
+                for i in [*agg[::-1][:3], agg[0], disagg]]
     assert [_key(p) for p in points] == expected
 
 
-def test_start_points_refine_their_other_knobs_on_the_estimate(tmp_path) -> None:
-    """Each start point's knobs other than mode and layout climb the estimate one knob at a
-    time: an estimate that rewards max_num_seqs 64 and the round-robin router gets both."""
-    from dynamo_bench.tune.evaluate import ReplayEvaluator
-    from dynamo_bench.tune.tuner import TuneOptions, Tuner
+def test_local_turn_comes_every_few_distinct_evaluations_once_nothing_is_queued() -> None:
+    from optuna.trial import TrialState, create_trial
 
-    class Likes(ReplayEvaluator):
-        calls = 0
+    from dynamo_bench.tune.tuner import LOCAL_EVERY, _local_turn
 
-        def estimates(self, specs, sla):  # type: ignore[no-untyped-def]
-            Likes.calls += 1
-            out = []
-            for s in specs:  # agg first (its max_num_seqs choices include 64)
-                seqs = max(g.max_num_seqs or 0 for g in s.workers.values())
-                out.append((10.0 if s.mode == "agg" else 0.0) + (seqs == 64)
-                           + (s.router.mode == "round-robin"))
-            return out
+    def done(n: int, **attrs) -> list:  # type: ignore[no-untyped-def]
+        return [create_trial(state=TrialState.COMPLETE, value=1.0, user_attrs=dict(attrs))
+                for _ in range(n)]
 
-    sweep = SWEEP.model_copy(update={"search": SWEEP.search.model_copy(
-        update={"start_points": 2})})
-    tuner = Tuner(sweep, tmp_path / "s", options=TuneOptions(
-        explore_evaluator=Likes(sweep.workload, sweep.load)))
-    points = tuner._start_points(sweep.slas()["interactive"])
-    assert points and Likes.calls > 1
-    for p in points:
-        spec = deployment_for(sweep, knobs_from_params(sweep, p))
-        assert spec.router.mode == "round-robin"
-        assert max(g.max_num_seqs or 0 for g in spec.workers.values()) == 64
-    assert len({_key(p) for p in points}) == len(points)  # distinct deployments
+    assert _local_turn(done(LOCAL_EVERY - 1))
+    assert not _local_turn(done(LOCAL_EVERY))
+    assert not _local_turn(done(LOCAL_EVERY - 2))
+    # duplicates are not evaluations: they do not advance the turn
+    assert not _local_turn(done(LOCAL_EVERY - 2) + done(1, duplicate_of=0))
+    # a queued trial (a start point, a move) goes first
+    waiting = optuna.trial.FrozenTrial(
+        number=9, state=TrialState.WAITING, value=None, datetime_start=None,
+        datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+        intermediate_values={}, trial_id=9)
+    assert not _local_turn(done(LOCAL_EVERY - 1) + [waiting])
+
+
+def test_a_study_interleaves_local_moves_from_its_best_trials(tmp_path) -> None:
+    """Every LOCAL_EVERY distinct evaluations the next trial is an unexplored neighbour of the
+    best feasible trials, whether or not the sampler repeated itself."""
+    from dynamo_bench.tune.storage import open_storage
+    from dynamo_bench.tune.tuner import TuneOptions, Tuner, study_name
+
+    sweep = SWEEP.model_copy(update={
+        "search": SWEEP.search.model_copy(update={"start_points": 0}),
+        "budget": SWEEP.budget.model_copy(update={"trials": 13,
+                                                  "patience": None}),
+        "workload": SWEEP.workload.model_copy(update={"request_count": 48})})
+    tier = "interactive"
+    tuner = Tuner(sweep, tmp_path / "s", options=TuneOptions(verify=False, peer=False))
+    tuner.run()
+    study = optuna.load_study(study_name=study_name(sweep.name, tier),
+                              storage=open_storage(tuner.url))
+    trials = sorted(study.trials, key=lambda t: t.number)
+    moves = [t for i, t in enumerate(trials) if t.user_attrs.get("local_move")
+             and i > 0 and "duplicate_of" not in trials[i - 1].user_attrs]
+    assert moves, [(t.number, t.user_attrs.get("local_move")) for t in trials]
+    for m in moves:
+        earlier = [t for t in trials if t.number < m.number and t.params]
+        assert any(m.params in neighbours(sweep, t.params) for t in earlier), m.params
+
+
+def test_closed_form_start_points_leave_the_batch_to_the_load_search() -> None:
+    """Each role's max_num_seqs in a start point is the largest of the space: the load search
+    sets the batch, and a cap at the coarse guess held the load below the SLA boundary."""
+    from dynamo_bench.perf.arch import ModelArch
+    from dynamo_bench.tune.guess import start_points
+
+    sla = SWEEP.slas()["interactive"]
+    guesses = start_points(SWEEP, sla, ModelArch.of(SWEEP.deployment["model"]), None)
+    assert {g.mode for g in guesses} == {"agg", "disagg"}
+    every = list(enumerate_params(SWEEP))
+    for g in guesses:
+        for name, value in g.params.items():
+            if name.endswith("max_num_seqs"):
+                assert value == max(p[name] for p in every if name in p), (name, g)
+        assert any(k.endswith("max_num_seqs") for k in g.params), g
+    assert any(g.batch < 256 for g in guesses)  # the old cap would have been below the top
