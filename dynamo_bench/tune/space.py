@@ -437,7 +437,7 @@ def _layout_moves(lay: Layout) -> list[Layout]:
 
 
 def _value_moves(name: str, value: Any, choices: list[Any] | tuple[int, int, int]) -> list[Any]:
-    """The values next to `value` along one parameter."""
+    """The values next to `value` along one parameter (for a numeric list, also its ends)."""
     if isinstance(choices, tuple):  # an integer range: one step either way
         low, high, step = choices
         return [v for v in (value - step, value + step) if low <= v <= high]
@@ -452,14 +452,20 @@ def _value_moves(name: str, value: Any, choices: list[Any] | tuple[int, int, int
     if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
         ordered = sorted(choices)
         i = ordered.index(value)
-        return [ordered[j] for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
+        # the next value either way, and the two ends: a batch limit's effect can be flat
+        # over one step and jump at the next (the 70B peer problem's decode
+        # max_num_batched_tokens: 4096 -> 8192 gains nothing, 16384 gains 2.6%)
+        near = {ordered[j] for j in (i - 1, i + 1, 0, len(ordered) - 1)
+                if 0 <= j < len(ordered) and j != i}
+        return sorted(near)
     return [c for c in choices if c != value]  # unordered: every other choice
 
 
 def neighbours(sweep: SweepSpec, params: dict[str, Any]) -> list[dict[str, Any]]:
     """The configurations one move away from `params` (complete Optuna params each): one
     parameter changed to an adjacent value (a layout by one replica, or by twice or half its
-    tp or pp; a numeric list to the next value up or down; any other list to another value).
+    tp or pp; a numeric list to the next value up or down, or to its lowest or highest; any
+    other list to another value).
     The mode does not change: agg and disagg have different parameters."""
     rec = _Recording(params)
     suggest_params(rec, sweep)

@@ -41,9 +41,10 @@ def test_neighbours_change_one_parameter_by_one_step() -> None:
                 a, b = parse_layout(params[name]), parse_layout(n[name])
                 assert (abs(a.replicas - b.replicas) == 1 and (a.tp, a.pp) == (b.tp, b.pp)) \
                     or a.replicas == b.replicas or a.gpus == b.gpus
-            if name.endswith("max_num_seqs"):
+            if name.endswith("max_num_seqs"):  # the next value either way, or an end
                 values = sorted({p[name] for p in every if name in p})
-                assert abs(values.index(n[name]) - values.index(params[name])) == 1
+                j = values.index(n[name])
+                assert abs(j - values.index(params[name])) == 1 or j in (0, len(values) - 1)
 
 
 def test_a_disagg_move_changes_one_side() -> None:
@@ -204,3 +205,15 @@ def test_closed_form_start_points_leave_the_batch_to_the_load_search() -> None:
                 assert value == max(p[name] for p in every if name in p), (name, g)
         assert any(k.endswith("max_num_seqs") for k in g.params), g
     assert any(g.batch < 256 for g in guesses)  # the old cap would have been below the top
+
+
+def test_a_batch_limit_moves_to_the_next_value_or_an_end_of_its_list() -> None:
+    """A limit's effect can be flat over one step and jump at the next: from the lowest value
+    of a three-value list, both other values are one move away."""
+    params = {"mode": "agg", "agg.layout": "1x tp8", "enable_prefix_caching": True,
+              "agg.max_num_seqs": 16, "agg.max_num_batched_tokens": 2048, "router.mode": "kv"}
+    seqs = {n["agg.max_num_seqs"] for n in neighbours(SWEEP, params)
+            if n["agg.max_num_seqs"] != 16}
+    assert seqs == {64, 256}
+    params["agg.max_num_seqs"] = 64
+    assert {n["agg.max_num_seqs"] for n in neighbours(SWEEP, params)} == {16, 64, 256}
