@@ -317,10 +317,12 @@ def test_two_tuners_share_one_study_on_postgresql(tmp_path: Path) -> None:
     tuners = {t.user_attrs["tuner"] for t in trials}
     assert len(tuners) == 2, "both tuners must have evaluated trials"
     assert all("evaluation" in t.user_attrs for t in trials)
-    # the performance model's start points were enqueued once and each evaluated once
+    # the performance model's start points (search.start_points by the estimate, and the
+    # closed form's favourite of each mode if not among them) were enqueued once and each
+    # evaluated once
     starts = [t for t in trials if t.user_attrs.get("start_point")]
-    assert len(starts) == 3
-    assert len({tuple(sorted(t.params.items())) for t in starts}) == 3
+    assert 3 <= len(starts) <= 3 + 2
+    assert len({tuple(sorted(t.params.items())) for t in starts}) == len(starts)
     # a configuration already finished when another trial proposed it is reused, not re-run
     for later in trials:
         earlier = [t for t in trials if t.params == later.params and t.number < later.number
