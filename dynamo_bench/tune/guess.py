@@ -107,7 +107,7 @@ def start_points(sweep: SweepSpec, sla: SLA, arch: ModelArch, n: int | None) -> 
             b, step = m.best_batch(lay, "agg", ttft, itl, prefill_share=True)
             if b:
                 tps = b * 1000.0 / step / (lay.tp * lay.pp)
-                guesses.append(Guess(_params(sweep, "agg", lay.label, b), tps, b, "agg"))
+                guesses.append(Guess(_params(sweep, "agg", lay.label), tps, b, "agg"))
     if "disagg" in sweep.space.mode:
         for p, d in disagg_layouts(sweep):
             b, step = m.best_batch(d, "decode", ttft, itl, prefill_share=False)
@@ -117,13 +117,13 @@ def start_points(sweep: SweepSpec, sla: SLA, arch: ModelArch, n: int | None) -> 
             decode_rps = d.replicas * b * 1000.0 / step / m.osl
             prefill_rps = p.replicas * 1000.0 / first
             tps = min(decode_rps, prefill_rps) * m.osl / (p.gpus + d.gpus)
-            guesses.append(Guess(_params(sweep, "disagg", disagg_label(p, d), b), tps, b,
+            guesses.append(Guess(_params(sweep, "disagg", disagg_label(p, d)), tps, b,
                                  "disagg"))
     guesses.sort(key=lambda g: -g.tok_s_per_gpu)
     return guesses if n is None else guesses[:n]
 
 
-def _params(sweep: SweepSpec, mode: str, layout: str, batch: int) -> dict[str, Any]:
+def _params(sweep: SweepSpec, mode: str, layout: str) -> dict[str, Any]:
     params: dict[str, Any] = {f"{mode}.layout": layout}
     if len(sweep.space.mode) > 1:
         params["mode"] = mode

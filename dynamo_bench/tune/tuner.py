@@ -498,7 +498,7 @@ class Tuner:
         else:
             ev = self.explorer.evaluate(spec, sla, self.folder / "trials" / tier /
                                         f"{trial.number:04d}", incumbent=self._incumbent(trials))
-            if _local_turn(trials) and _explored(trial.study, trials) + 1 < self.trials:
+            if _local_turn(trials, self.trials):
                 move = seen.neighbour_move(trials)
                 if move is not None:
                     trial.study.enqueue_trial(move, user_attrs={"local_move": True})
@@ -693,12 +693,16 @@ def _explored(study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None
     return sum(1 for t in trials if _counts(t))
 
 
-def _local_turn(trials: list[optuna.trial.FrozenTrial]) -> bool:
-    """Whether the next trial is a local move: every `LOCAL_EVERY`-th distinct evaluation, once
-    no queued trial (start points, moves) is waiting."""
+def _local_turn(trials: list[optuna.trial.FrozenTrial], budget: int | None = None) -> bool:
+    """Whether the trial after the one now running is a local move: every `LOCAL_EVERY`-th
+    distinct evaluation, once no queued trial (start points, moves) is waiting, and not when
+    the running one is the last of `budget` (a move queued then would be left waiting)."""
     if any(t.state == TrialState.WAITING for t in trials):
         return False
-    return (sum(1 for t in trials if _counts(t)) + 1) % LOCAL_EVERY == 0
+    done = sum(1 for t in trials if _counts(t)) + 1  # the running trial included
+    if budget is not None and done >= budget:
+        return False
+    return done % LOCAL_EVERY == 0
 
 
 def _counts(t: optuna.trial.FrozenTrial) -> bool:

@@ -108,6 +108,8 @@ WORKERS = 2
 SAMPLERS = ("tpe", "random", "grid")
 MARKS = (0.02, 0.05, 0.10)
 OBJECTIVE = "output_tok_s_per_gpu"
+#: trial states that ended with an answer (pruned: cut short, `search.cut_short`)
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 @dataclass(frozen=True)
@@ -543,7 +545,7 @@ def run_job(job: Job) -> dict[str, Any]:
                                   storage=open_storage(storage_url("journal", folder)))
         trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     finished = [t for t in trials if "evaluation" in t.user_attrs
-                and t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)]
+                and t.state in FINISHED]
     starts = [t for t in trials if t.user_attrs.get("start_point")]
     first_start = value_of(starts[0].user_attrs.get("evaluation")) if starts else None
     return {"job": job, "seen": lookup.seen, "found": lookup.found,
@@ -796,8 +798,7 @@ def peer_check(s: Settings) -> tuple[Floor, list[str]]:
             study = optuna.load_study(study_name=study_name(sweep.name, tier),
                                       storage=open_storage(tuner.url))
             best = candidates(study, 1)
-            done = sum(1 for t in study.trials if t.state in (
-                TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+            done = sum(1 for t in study.trials if t.state in FINISHED)
             ours[tier] = (best[0] if best else None, done)
         t0 = time.perf_counter()
         theirs: dict[str, list[Pick] | str] = {}
