@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -52,10 +53,33 @@ def version() -> str:
 
 @lru_cache(maxsize=None)
 def database_version(gpu: str, engine: str) -> str:
-    """The database version AIConfigurator uses for `gpu` and `engine` (its latest)."""
+    """The database version AIConfigurator uses for `gpu` and `engine` (its latest).
+
+    Finding it parses every database's YAML metadata (about 6 s on a 2-core machine), and the
+    answer depends only on the installed package, so it is kept under the cache root, keyed
+    by a digest of the package's file list (a reinstall or upgrade asks again).
+    """
+    system, backend = _system(gpu), ENGINES[engine]
+    path = cache_root() / "aic-versions" / f"{_install_digest()}-{system}-{backend}.txt"
+    if path.is_file():
+        return path.read_text().strip()
     from aiconfigurator_core.sdk.perf_database import get_latest_database_version
 
-    return str(get_latest_database_version(_system(gpu), ENGINES[engine]))
+    found = str(get_latest_database_version(system, backend))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(found + "\n")
+    tmp.replace(path)
+    return found
+
+
+@lru_cache(maxsize=1)
+def _install_digest() -> str:
+    """A digest of the installed AIConfigurator core's RECORD (every file with its hash)."""
+    from importlib.metadata import distribution
+
+    record = distribution("aiconfigurator-core").read_text("RECORD") or version()
+    return hashlib.sha256(record.encode()).hexdigest()[:16]
 
 
 def _system(gpu: str) -> str:

@@ -362,3 +362,29 @@ def test_measured_tables_come_first_in_the_chain(tmp_path: Path) -> None:
     other = tables_from_chain(_query(hw(tp=8)), chain, num_gpu_blocks=1, block_size=64,
                               cache_dir=tmp_path)
     assert other.provenance["provider"] == "aiconfigurator"  # measured for tp4 only
+
+
+def test_the_database_version_is_asked_once_per_installed_aiconfigurator(monkeypatch,
+                                                                        tmp_path) -> None:
+    """The version lookup parses every database's metadata: its answer is kept on disk, keyed
+    by the installed package, and read back by the next process."""
+    from dynamo_bench.perf import aic
+
+    monkeypatch.setenv("DYNAMO_BENCH_CACHE", str(tmp_path))
+    aic.database_version.cache_clear()
+    found = aic.database_version("h100_sxm", "vllm")
+    kept = list((tmp_path / "aic-versions").glob("*-h100_sxm-vllm.txt"))
+    assert len(kept) == 1 and kept[0].read_text().strip() == found
+    # a new process (the in-memory cache cleared) reads the file, not the database
+    import aiconfigurator_core.sdk.perf_database as db
+
+    def refuse(*args: object) -> str:
+        raise AssertionError("the database was asked again")
+
+    monkeypatch.setattr(db, "get_latest_database_version", refuse)
+    aic.database_version.cache_clear()
+    assert aic.database_version("h100_sxm", "vllm") == found
+    aic.database_version.cache_clear()
+    with pytest.raises(AssertionError, match="asked again"):
+        aic.database_version("h200_sxm", "vllm")  # another system: not kept yet
+    aic.database_version.cache_clear()
