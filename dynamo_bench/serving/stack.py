@@ -139,11 +139,13 @@ class Stack:
         ready_timeout_s: start-up deadline (default: the spec's `startup_deadline_s`).
         grace_s: how long a graceful stop may take before the process groups are killed.
         inventory: GPU ids to assign from (default: `gpu_inventory()`); ignored by the mocker.
+        python: the workers' interpreter (default: this one for the mocker, the engine's own
+            environment for a real engine, serving/engines.py); the frontend runs in this one.
     """
 
     def __init__(self, spec: DeploymentSpec, run_dir: str | Path | None = None, *,
                  ready_timeout_s: float | None = None, grace_s: float = 3.0,
-                 inventory: list[str] | None = None, python: str = sys.executable) -> None:
+                 inventory: list[str] | None = None, python: str | None = None) -> None:
         self.spec = spec
         self._keep_dir = run_dir is not None
         # absolute: with a relative run dir the workers register but the frontend never finds
@@ -236,13 +238,15 @@ class Stack:
                               precision=self.spec.precision, backend=self.spec.backend)
         self.model_path = model
         self.tables = tables_for(self.spec, model) if self.spec.backend == "mocker" else {}
-        workers = worker_commands(self.spec, model, python=self._python, tables=self.tables)
+        workers = worker_commands(self.spec, model, python=sys.executable, tables=self.tables)
         if self.spec.backend != "mocker" and self.spec.device == "gpu":
             inventory = gpu_inventory() if self._inventory is None else self._inventory
             self._gpus = assign_gpus([(w.name, w.gpus) for w in workers], inventory)
-        python = self._worker_python()  # after the GPUs: a machine without them says so first
-        for w in workers:
-            w.argv[0] = python
+        # the interpreter after the GPUs (their names and counts do not depend on it): a
+        # machine without enough GPUs says so before it says an engine is missing
+        python = self._worker_python()
+        if python != sys.executable:
+            workers = worker_commands(self.spec, model, python=python, tables=self.tables)
         self._install_signal_handlers()
         self.started = True
         t0 = time.monotonic()
@@ -303,7 +307,7 @@ class Stack:
         url_file = run / "tmp" / "zmq-broker-url"
         url_file.unlink(missing_ok=True)
         self._broker = ManagedProcess(ProcessSpec(
-            BROKER, zmq_broker_argv(str(url_file), self._python), {"PYTHONUNBUFFERED": "1"},
+            BROKER, zmq_broker_argv(str(url_file)), {"PYTHONUNBUFFERED": "1"},
             run / f"{BROKER}.log"))
         deadline = time.monotonic() + 30.0  # its own: a few hundred ms, more on a busy CPU
         while not url_file.exists():
@@ -327,10 +331,12 @@ class Stack:
         self._old_handlers.clear()
 
     def _worker_python(self) -> str:
-        """The mocker runs in this environment; a real engine in its own (serving/engines.py),
-        unless the caller named an interpreter."""
-        if self.spec.backend == "mocker" or self._python != sys.executable:
+        """The interpreter the caller named; else this one for the mocker and the engine's own
+        environment for a real engine (serving/engines.py)."""
+        if self._python is not None:
             return self._python
+        if self.spec.backend == "mocker":
+            return sys.executable
         flavour = "cpu" if self.spec.device == "cpu" else "cuda"
         return str(engine_python(self.spec.backend, flavour))
 
@@ -364,7 +370,7 @@ class Stack:
             argv = localize_kv_events(w.argv, local_kv_events_endpoint(
                 self.spec.backend, kv_port, str(run / "tmp" / f"kv-events-{w.name}")))
             specs.append((w.role, ProcessSpec(w.name, argv, env, run / "logs" / f"{w.name}.log")))
-        fe = ProcessSpec("frontend", frontend_argv(self.spec, self.port, self._python), common,
+        fe = ProcessSpec("frontend", frontend_argv(self.spec, self.port), common,
                          run / "logs" / "frontend.log")
         # Workers first: they register while the frontend starts, which shortens start-up.
         for role, spec in [*specs, ("frontend", fe)]:
